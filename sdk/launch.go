@@ -1,0 +1,75 @@
+package sdk
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os/exec"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// LaunchOptions says how to start a plugin binary.
+type LaunchOptions struct {
+	Path string
+	Args []string
+	// SHA256, when set, pins the binary: go-plugin refuses to start a file
+	// whose hash differs (hex, 64 characters).
+	SHA256 string
+	// Logger receives the plugin's logs, re-emitted under this logger.
+	Logger hclog.Logger
+}
+
+// Launched is a running plugin process and the typed client to it.
+type Launched struct {
+	Process *goplugin.Client
+	*Client
+}
+
+// Kill stops the plugin process (gracefully, then forcibly).
+func (l *Launched) Kill() { l.Process.Kill() }
+
+// Exited reports whether the plugin process has exited.
+func (l *Launched) Exited() bool { return l.Process.Exited() }
+
+// Launch starts a plugin binary with AutoMTLS and gRPC only, and connects to
+// it. The caller checks its identity with Client.Identify.
+func Launch(opts LaunchOptions) (*Launched, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	var secure *goplugin.SecureConfig
+	if opts.SHA256 != "" {
+		sum, err := hex.DecodeString(opts.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("sha256 pin for %s: want 64 hex characters, got %q", opts.Path, opts.SHA256)
+		}
+		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	pc := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          PluginSet(nil),
+		Cmd:              exec.Command(opts.Path, opts.Args...),
+		SecureConfig:     secure,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           logger,
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
+		},
+	})
+	rpc, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		return nil, fmt.Errorf("starting plugin %s: %w", opts.Path, err)
+	}
+	raw, err := rpc.Dispense(pluginSetName)
+	if err != nil {
+		pc.Kill()
+		return nil, fmt.Errorf("connecting to plugin %s: %w", opts.Path, err)
+	}
+	return &Launched{Process: pc, Client: raw.(*Client)}, nil
+}

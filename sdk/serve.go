@@ -1,0 +1,55 @@
+package sdk
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// maxMessageBytes lifts gRPC's 4 MiB default: a placement snapshot or a
+// replay of a large fleet is bigger than that.
+const maxMessageBytes = 256 << 20
+
+// Serve runs impl as a plugin: it speaks go-plugin's handshake on stdout, so
+// the plugin must print nothing else there. Logs go to stderr as JSON and
+// the host re-emits them under its own logger. Serve returns when the host
+// is done with the plugin.
+func Serve(impl Base) {
+	info := impl.Info()
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       info.Name,
+		Level:      hclog.Trace,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+	// Fail before the handshake, where the host reports it clearly, rather
+	// than inside GRPCServer.
+	if err := Register(grpc.NewServer(), impl); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         PluginSet(impl),
+		Logger:          logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes))
+			return grpc.NewServer(opts...)
+		},
+	})
+}
+
+// PluginSet is go-plugin's plugin set for impl (nil on the host side).
+func PluginSet(impl Base) goplugin.PluginSet {
+	return goplugin.PluginSet{pluginSetName: &grpcPlugin{impl: impl}}
+}
+
+// Logger returns a logger for plugin code that the host re-emits. Use it
+// rather than the standard log package, whose default output is stderr text
+// the host shows unparsed.
+func Logger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Trace, Output: os.Stderr, JSONFormat: true})
+}

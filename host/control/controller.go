@@ -1,0 +1,471 @@
+// Package control is the host's control loop: for every running VM, metrics
+// go to the scaler, goals are checked, growth is granted by placement before
+// the hypervisor applies it, and shrinks are applied by the hypervisor (with
+// the guest's consent) before placement is told. The store records every
+// step, so a crash anywhere leaves a state the next host reads back.
+//
+// The loop knows its collaborators only through the interfaces in ports.go
+// and its store through store.Store: it does not know whether plugins are
+// processes or whether state lives in files or in Kubernetes.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vertigo-autoscaler/vertigo/host/model"
+	"github.com/vertigo-autoscaler/vertigo/host/store"
+	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+)
+
+// Outcomes of one VM's decision, as counted by the Recorder.
+const (
+	OutcomeUnchanged    = "unchanged"
+	OutcomeGrown        = "grown"
+	OutcomeGrownPartial = "grown_partial"
+	OutcomeShrunk       = "shrunk"
+	OutcomeRefused      = "refused_by_guest"
+	OutcomeDenied       = "denied"
+	OutcomeClamped      = "clamped"
+	OutcomeMalformed    = "malformed"
+	OutcomeError        = "error"
+	OutcomeSkipped      = "skipped"
+)
+
+// Config wires a Controller. Hypervisor and Guests may be nil: then VMs are
+// only declared and accounted, and nothing is resized.
+type Config struct {
+	Store          store.Store
+	Scaler         Scaler
+	Placement      Placement
+	Hypervisor     Hypervisor
+	Guests         Guests
+	Clock          Clock
+	Recorder       Recorder
+	Log            hclog.Logger
+	ConsentTimeout time.Duration
+	// Parallel bounds how many VMs are resized at once (a guest's consent
+	// may take up to ConsentTimeout; one slow guest must not stall others).
+	Parallel int
+}
+
+// Controller runs decisions. Passes are serialised: a pressure trigger
+// waits for a running tick rather than racing it on the same VM.
+type Controller struct {
+	cfg Config
+	log hclog.Logger
+
+	mu sync.Mutex // one pass at a time
+
+	plansMu sync.Mutex
+	plans   []*pb.Migration
+
+	trigger chan string
+}
+
+// New returns a Controller; zero optional fields take defaults.
+func New(cfg Config) *Controller {
+	if cfg.Clock == nil {
+		cfg.Clock = RealClock{}
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = nopRecorder{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	if cfg.ConsentTimeout <= 0 {
+		cfg.ConsentTimeout = 5 * time.Second
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 8
+	}
+	return &Controller{cfg: cfg, log: cfg.Log.Named("control"), trigger: make(chan string, 64)}
+}
+
+// Run ticks every interval, and at once for a VM whose guest raised
+// pressure (Trigger), until ctx ends.
+func (c *Controller) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := c.Tick(ctx); err != nil && ctx.Err() == nil {
+				c.log.Error("control loop pass failed; VMs left as they are", "error", err)
+			}
+		case vm := <-c.trigger:
+			if err := c.DecideNow(ctx, vm); err != nil && ctx.Err() == nil {
+				c.log.Error("pressure-triggered decision failed", "vm", vm, "error", err)
+			}
+		}
+	}
+}
+
+// Trigger asks for a decision for vm without waiting for the next tick.
+func (c *Controller) Trigger(vm string) {
+	select {
+	case c.trigger <- vm:
+	default: // a full queue means a pass is due anyway
+	}
+}
+
+// Plans is the last migration plan placement proposed.
+func (c *Controller) Plans() []*pb.Migration {
+	c.plansMu.Lock()
+	defer c.plansMu.Unlock()
+	return append([]*pb.Migration(nil), c.plans...)
+}
+
+// Tick runs one pass over every running VM.
+func (c *Controller) Tick(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	vms, err := c.cfg.Store.ListVMs(ctx)
+	if err != nil {
+		return fmt.Errorf("listing VMs: %w", err)
+	}
+	if err := c.placePending(ctx, vms); err != nil {
+		return err
+	}
+	if err := c.pass(ctx, vms); err != nil {
+		return err
+	}
+	return c.plan(ctx)
+}
+
+// placePending retries placing VMs that fitted nowhere: capacity may have
+// been freed by shrinks or added by a new node since.
+func (c *Controller) placePending(ctx context.Context, vms []model.VM) error {
+	for _, vm := range vms {
+		if vm.Phase != model.PhasePending {
+			continue
+		}
+		resp, err := c.cfg.Placement.Place(ctx, &pb.PlaceRequest{Vm: vm.Name, Size: vm.Reserved.Proto(), Unit: vm.Bounds.Unit.Proto()})
+		if err != nil {
+			return fmt.Errorf("placement place: %w", err)
+		}
+		if resp.GetNode() == "" {
+			continue
+		}
+		vm.Node, vm.Phase, vm.Message = resp.GetNode(), model.PhaseDeclared, ""
+		if _, err := c.cfg.Store.PutVM(ctx, vm); err != nil {
+			// Placement holds a reservation the store lacks; the replay
+			// after the next restart drops it. Release it now instead.
+			_, _ = c.cfg.Placement.Apply(ctx, []*pb.PlacementEvent{{Event: &pb.PlacementEvent_VmRemove{VmRemove: vm.Name}}})
+			return fmt.Errorf("recording placement of %q: %w", vm.Name, err)
+		}
+		c.log.Info("placed a pending VM", "vm", vm.Name, "node", vm.Node)
+	}
+	return nil
+}
+
+// DecideNow runs a pass for one VM.
+func (c *Controller) DecideNow(ctx context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	vm, err := c.cfg.Store.GetVM(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.pass(ctx, []model.VM{vm})
+}
+
+// pass decides for the VMs that are running and have metrics, in one
+// scaler call and one placement call.
+func (c *Controller) pass(ctx context.Context, vms []model.VM) error {
+	if c.cfg.Guests == nil || c.cfg.Hypervisor == nil {
+		return nil
+	}
+	now := c.cfg.Clock.Now()
+	req := &pb.DecideRequest{NowUnixNano: now.UnixNano()}
+	var due []model.VM
+	for _, vm := range vms {
+		if vm.Phase != model.PhaseRunning {
+			continue
+		}
+		w, events, ok := c.cfg.Guests.Window(vm.Name)
+		if !ok {
+			continue
+		}
+		due = append(due, vm)
+		req.Vms = append(req.Vms, &pb.ScalerInput{
+			Vm:                  vm.Name,
+			Current:             vm.Size.Proto(),
+			Bounds:              vm.Bounds.Proto(),
+			Metrics:             w,
+			Events:              events,
+			State:               vm.ScalerState,
+			DownscaleRefusals:   vm.DownscaleRefusals,
+			LastRefusalUnixNano: unixNano(vm.LastRefusal),
+		})
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	resp, err := c.cfg.Scaler.Decide(ctx, req)
+	if err != nil {
+		for range due {
+			c.cfg.Recorder.Decision(OutcomeError)
+		}
+		return fmt.Errorf("scaler: %w", err)
+	}
+	goals, problems := checkDecisions(due, resp)
+	for _, p := range problems {
+		c.log.Warn("refusing part of the scaler's reply", "problem", p)
+		c.cfg.Recorder.Decision(OutcomeMalformed)
+	}
+
+	grants, err := c.grow(ctx, due, goals)
+	if err != nil {
+		return err
+	}
+	c.each(ctx, due, func(ctx context.Context, vm model.VM) {
+		g, ok := goals[vm.Name]
+		if !ok {
+			return
+		}
+		c.apply(ctx, now, vm, g, grants[vm.Name])
+	})
+	return nil
+}
+
+// grow asks placement, in one call, for every VM whose goal exceeds its
+// reservation, and records what was granted before anything is resized: the
+// store must never hold less than a VM may use.
+func (c *Controller) grow(ctx context.Context, vms []model.VM, goals map[string]goal) (map[string]*pb.Grant, error) {
+	var asks []*pb.GrowthAsk
+	for _, vm := range vms {
+		g, ok := goals[vm.Name]
+		if !ok {
+			continue
+		}
+		want := maxSize(vm.Reserved, g.size)
+		if want != vm.Reserved {
+			asks = append(asks, &pb.GrowthAsk{Vm: vm.Name, Want: want.Proto()})
+		}
+	}
+	grants := map[string]*pb.Grant{}
+	if len(asks) == 0 {
+		return grants, nil
+	}
+	resp, err := c.cfg.Placement.Grow(ctx, asks)
+	if err != nil {
+		return nil, fmt.Errorf("placement grow: %w", err)
+	}
+	for _, g := range resp {
+		grants[g.GetVm()] = g
+	}
+	return grants, nil
+}
+
+// apply carries out one VM's checked goal.
+func (c *Controller) apply(ctx context.Context, now time.Time, vm model.VM, g goal, grant *pb.Grant) {
+	log := c.log.With("vm", vm.Name)
+	outcome := OutcomeUnchanged
+	var notes []string
+	if g.clamped != "" {
+		log.Warn("clamped the scaler's goal", "detail", g.clamped)
+		c.cfg.Recorder.Decision(OutcomeClamped)
+		notes = append(notes, g.clamped)
+	}
+
+	// Growth: record the grant, then resize up to it.
+	if grant != nil {
+		granted := c.checkGrant(log, vm, g.size, grant)
+		switch {
+		case granted == vm.Reserved:
+			outcome = OutcomeDenied
+			c.cfg.Recorder.Grant("none")
+			c.cfg.Recorder.Denial()
+			notes = append(notes, "placement: "+grant.GetReason())
+		case grant.GetPartial():
+			outcome = OutcomeGrownPartial
+			c.cfg.Recorder.Grant("partial")
+			notes = append(notes, "placement: "+grant.GetReason())
+		default:
+			outcome = OutcomeGrown
+			c.cfg.Recorder.Grant("full")
+		}
+		if granted != vm.Reserved {
+			vm.Reserved = granted
+			saved, err := c.cfg.Store.PutVM(ctx, vm)
+			if err != nil {
+				log.Error("recording a grant failed; placement will be replayed from the store", "error", err)
+				c.cfg.Recorder.Decision(OutcomeError)
+				return
+			}
+			vm = saved
+			target := model.Size{VCPUMilli: max(vm.Size.VCPUMilli, min(g.size.VCPUMilli, granted.VCPUMilli)), MemoryBytes: max(vm.Size.MemoryBytes, min(g.size.MemoryBytes, granted.MemoryBytes))}
+			res, err := c.cfg.Hypervisor.Resize(ctx, vm.Name, target, false, c.cfg.ConsentTimeout)
+			if err != nil {
+				// The reservation stays: the VM may have grown in part, and
+				// over-reserving is safe where under-reserving is not.
+				log.Error("growing the VM failed", "target", target, "error", err)
+				outcome = OutcomeError
+				notes = append(notes, "resize failed: "+err.Error())
+			} else {
+				vm.Size = res.Actual
+			}
+		}
+	}
+
+	// Shrink: the guest consents (or is overridden), the hypervisor applies,
+	// then placement is told, then the store records.
+	down := minSize(vm.Size, g.size)
+	if down != vm.Size && outcome != OutcomeError {
+		res, err := c.cfg.Hypervisor.Resize(ctx, vm.Name, down, g.force, c.cfg.ConsentTimeout)
+		switch {
+		case err != nil:
+			log.Error("shrinking the VM failed", "target", down, "error", err)
+			outcome = OutcomeError
+			notes = append(notes, "resize failed: "+err.Error())
+		case res.Refused:
+			vm.DownscaleRefusals++
+			vm.LastRefusal = now
+			outcome = OutcomeRefused
+			notes = append(notes, "guest refused: "+res.Reason)
+		default:
+			vm.Size = res.Actual
+			vm.DownscaleRefusals = 0
+			released := minSize(vm.Reserved, maxSize(res.Actual, down))
+			if errs, err := c.cfg.Placement.Apply(ctx, []*pb.PlacementEvent{{Event: &pb.PlacementEvent_VmUpsert{VmUpsert: withReserved(vm, released).Placement()}}}); err != nil || len(errs) > 0 {
+				// Keep the larger reservation: placement is replayed from
+				// the store after a restart and will agree again.
+				log.Error("telling placement of a shrink failed", "error", err, "refused", errs)
+			} else {
+				vm.Reserved = released
+			}
+			if outcome == OutcomeUnchanged {
+				outcome = OutcomeShrunk
+			}
+		}
+	}
+
+	vm.ScalerState = g.state
+	vm.LastDecision = &model.Decision{At: now, Goal: g.size, Reason: joinNotes(g.reason, notes), Outcome: outcome}
+	if _, err := c.cfg.Store.PutVM(ctx, vm); err != nil {
+		log.Error("recording the decision failed", "error", err)
+		outcome = OutcomeError
+	}
+	c.cfg.Recorder.Decision(outcome)
+	if outcome != OutcomeUnchanged {
+		log.Info("decision", "outcome", outcome, "goal", g.size, "size", vm.Size, "reserved", vm.Reserved, "reason", vm.LastDecision.Reason)
+	}
+}
+
+// checkGrant refuses a grant that shrinks a reservation or exceeds the ask:
+// placement may only hand out what was asked for.
+func (c *Controller) checkGrant(log hclog.Logger, vm model.VM, want model.Size, g *pb.Grant) model.Size {
+	granted := model.SizeFrom(g.GetGranted())
+	ask := maxSize(vm.Reserved, want)
+	fixed := maxSize(vm.Reserved, minSize(granted, ask))
+	if fixed != granted {
+		log.Warn("placement granted outside [reserved, ask]; using the nearest valid grant", "granted", granted, "reserved", vm.Reserved, "ask", ask)
+		c.cfg.Recorder.Decision(OutcomeMalformed)
+	}
+	return fixed
+}
+
+// plan asks placement which VMs should move off nodes above their
+// watermark. Executing the plan needs a hypervisor that migrates (a later
+// issue); until then it is shown, not acted on.
+func (c *Controller) plan(ctx context.Context) error {
+	plans, err := c.cfg.Placement.PlanMigrations(ctx)
+	if err != nil {
+		return fmt.Errorf("placement plan: %w", err)
+	}
+	c.plansMu.Lock()
+	c.plans = plans
+	c.plansMu.Unlock()
+	return nil
+}
+
+// each runs f for every VM with at most Parallel at once.
+func (c *Controller) each(ctx context.Context, vms []model.VM, f func(context.Context, model.VM)) {
+	sem := make(chan struct{}, c.cfg.Parallel)
+	var wg sync.WaitGroup
+	for _, vm := range vms {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(ctx, vm)
+		}()
+	}
+	wg.Wait()
+}
+
+// ReplayPlacement rebuilds placement's state from the store: after the
+// plugin restarts, and when the host starts. It is the only way placement
+// learns the fleet, so a restarted plugin never decides on partial state.
+func ReplayPlacement(ctx context.Context, p Placement, s store.Store) error {
+	nodes, err := s.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	vms, err := s.ListVMs(ctx)
+	if err != nil {
+		return err
+	}
+	events := make([]*pb.PlacementEvent, 0, len(nodes)+len(vms))
+	for _, n := range nodes {
+		events = append(events, &pb.PlacementEvent{Event: &pb.PlacementEvent_NodeUpsert{NodeUpsert: n.Proto()}})
+	}
+	for _, vm := range vms {
+		if vm.Node != "" {
+			events = append(events, &pb.PlacementEvent{Event: &pb.PlacementEvent_VmUpsert{VmUpsert: vm.Placement()}})
+		}
+	}
+	if err := p.Reset(ctx); err != nil {
+		return fmt.Errorf("placement reset: %w", err)
+	}
+	errs, err := p.Apply(ctx, events)
+	if err != nil {
+		return fmt.Errorf("placement replay: %w", err)
+	}
+	if len(errs) > 0 {
+		var all []error
+		for _, e := range errs {
+			all = append(all, fmt.Errorf("event %d: %s", e.GetIndex(), e.GetMessage()))
+		}
+		return fmt.Errorf("placement refused the stored fleet: %w", errors.Join(all...))
+	}
+	return nil
+}
+
+func withReserved(vm model.VM, r model.Size) model.VM {
+	vm.Reserved = r
+	return vm
+}
+
+func maxSize(a, b model.Size) model.Size {
+	return model.Size{VCPUMilli: max(a.VCPUMilli, b.VCPUMilli), MemoryBytes: max(a.MemoryBytes, b.MemoryBytes)}
+}
+
+func minSize(a, b model.Size) model.Size {
+	return model.Size{VCPUMilli: min(a.VCPUMilli, b.VCPUMilli), MemoryBytes: min(a.MemoryBytes, b.MemoryBytes)}
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func joinNotes(reason string, notes []string) string {
+	sort.Strings(notes)
+	for _, n := range notes {
+		reason += "; " + n
+	}
+	return reason
+}

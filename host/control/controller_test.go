@@ -1,0 +1,213 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vertigo-autoscaler/vertigo/host/model"
+	"github.com/vertigo-autoscaler/vertigo/host/store"
+	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+)
+
+const gib = 1 << 30
+
+var bounds = model.Bounds{
+	Min:  model.Size{VCPUMilli: 500, MemoryBytes: gib / 2},
+	Max:  model.Size{VCPUMilli: 4000, MemoryBytes: 4 * gib},
+	Unit: model.Size{VCPUMilli: 250, MemoryBytes: gib / 4},
+}
+
+type rig struct {
+	store *store.Memory
+	sc    *scriptedScaler
+	pl    *capacityPlacement
+	hv    *fakeHypervisor
+	rec   *countingRecorder
+	clock *fakeClock
+	ctrl  *Controller
+}
+
+func newRig(t *testing.T, vms ...string) *rig {
+	t.Helper()
+	st := store.NewMemory()
+	r := &rig{
+		store: st,
+		sc:    &scriptedScaler{goals: map[string]model.Size{}},
+		pl:    &capacityPlacement{limit: map[string]model.Size{}, reserved: map[string]model.Size{}},
+		hv:    &fakeHypervisor{store: st, sizes: map[string]model.Size{}},
+		rec:   &countingRecorder{outcomes: map[string]int{}},
+		clock: &fakeClock{t: time.Unix(1_700_000_000, 0)},
+	}
+	one := model.Size{VCPUMilli: 1000, MemoryBytes: gib}
+	for _, name := range vms {
+		_, err := st.PutVM(context.Background(), model.VM{Name: name, Node: "n1", Phase: model.PhaseRunning, Bounds: bounds, Size: one, Reserved: one})
+		require.NoError(t, err)
+		r.hv.sizes[name] = one
+		r.pl.reserved[name] = one
+		r.pl.limit[name] = bounds.Max
+	}
+	r.ctrl = New(Config{Store: st, Scaler: r.sc, Placement: r.pl, Hypervisor: r.hv, Guests: staticGuests{}, Clock: r.clock, Recorder: r.rec})
+	return r
+}
+
+func (r *rig) vm(t *testing.T, name string) model.VM {
+	t.Helper()
+	vm, err := r.store.GetVM(context.Background(), name)
+	require.NoError(t, err)
+	return vm
+}
+
+func TestGrowthIsReservedBeforeResize(t *testing.T) {
+	r := newRig(t, "a")
+	goal := model.Size{VCPUMilli: 2000, MemoryBytes: 2 * gib}
+	r.sc.goals["a"] = goal
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+
+	vm := r.vm(t, "a")
+	require.Equal(t, goal, vm.Size)
+	require.Equal(t, goal, vm.Reserved)
+	require.Empty(t, r.hv.overrun, "the hypervisor never grew a VM past its stored reservation")
+	require.Equal(t, OutcomeGrown, vm.LastDecision.Outcome)
+	require.Equal(t, []byte("state-of-a"), vm.ScalerState)
+}
+
+func TestPartialGrantAndDenial(t *testing.T) {
+	r := newRig(t, "part", "none")
+	r.pl.limit["part"] = model.Size{VCPUMilli: 1500, MemoryBytes: gib}
+	r.pl.limit["none"] = model.Size{VCPUMilli: 1000, MemoryBytes: gib}
+	r.sc.goals["part"] = model.Size{VCPUMilli: 3000, MemoryBytes: gib}
+	r.sc.goals["none"] = model.Size{VCPUMilli: 3000, MemoryBytes: gib}
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+
+	part := r.vm(t, "part")
+	require.Equal(t, int64(1500), part.Size.VCPUMilli)
+	require.Equal(t, OutcomeGrownPartial, part.LastDecision.Outcome)
+	none := r.vm(t, "none")
+	require.Equal(t, int64(1000), none.Size.VCPUMilli)
+	require.Equal(t, OutcomeDenied, none.LastDecision.Outcome)
+	require.Contains(t, none.LastDecision.Reason, "placement: limit")
+}
+
+// A shrink is applied by the hypervisor before placement hears of it, so
+// placement never hands out capacity a VM still uses.
+func TestShrinkReleasesAfterResize(t *testing.T) {
+	r := newRig(t, "a")
+	r.sc.goals["a"] = model.Size{VCPUMilli: 500, MemoryBytes: gib / 2}
+	r.pl.onApply = func(e *pb.PlacementEvent) {
+		require.Equal(t, int64(500), r.hv.sizes["a"].VCPUMilli, "placement told before the hypervisor shrank the VM")
+	}
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	vm := r.vm(t, "a")
+	require.Equal(t, model.Size{VCPUMilli: 500, MemoryBytes: gib / 2}, vm.Reserved)
+	require.Equal(t, OutcomeShrunk, vm.LastDecision.Outcome)
+	require.Len(t, r.pl.applied, 1)
+}
+
+func TestRefusedShrinkIsCountedAndPassedBack(t *testing.T) {
+	r := newRig(t, "a")
+	r.hv.refuse = "postgres is vacuuming"
+	r.sc.goals["a"] = model.Size{VCPUMilli: 500, MemoryBytes: gib / 2}
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	r.clock.t = r.clock.t.Add(time.Minute)
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+
+	vm := r.vm(t, "a")
+	require.Equal(t, uint32(2), vm.DownscaleRefusals)
+	require.Equal(t, r.clock.t, vm.LastRefusal)
+	require.Equal(t, model.Size{VCPUMilli: 1000, MemoryBytes: gib}, vm.Reserved, "a refused shrink keeps the reservation")
+	last := r.sc.asked[len(r.sc.asked)-1].GetVms()[0]
+	require.Equal(t, uint32(1), last.GetDownscaleRefusals(), "the scaler sees how often the guest refused")
+	require.Contains(t, vm.LastDecision.Reason, "postgres is vacuuming")
+
+	// The scaler may insist; the host then overrides the guest.
+	r.sc.reply = func(req *pb.DecideRequest) (*pb.DecideResponse, error) {
+		return &pb.DecideResponse{Decisions: []*pb.ScalerDecision{{Vm: "a", Goal: (&model.Size{VCPUMilli: 750, MemoryBytes: gib}).Proto(), Reason: "forced", ForceDownscale: true}}}, nil
+	}
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	vm = r.vm(t, "a")
+	require.Equal(t, int64(750), vm.Size.VCPUMilli)
+	require.Zero(t, vm.DownscaleRefusals)
+	require.True(t, r.hv.forced[len(r.hv.forced)-1])
+}
+
+func TestOutOfBoundsGoalIsClamped(t *testing.T) {
+	r := newRig(t, "a")
+	r.sc.goals["a"] = model.Size{VCPUMilli: 100_000, MemoryBytes: 1 << 50}
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	vm := r.vm(t, "a")
+	require.Equal(t, bounds.Max, vm.Size)
+	require.Equal(t, 1, r.rec.count(OutcomeClamped))
+	require.Contains(t, vm.LastDecision.Reason, "outside bounds")
+}
+
+func TestMalformedReplyKeepsEveryVM(t *testing.T) {
+	r := newRig(t, "a", "b", "c")
+	r.sc.reply = func(req *pb.DecideRequest) (*pb.DecideResponse, error) {
+		big := (&model.Size{VCPUMilli: 2000, MemoryBytes: 2 * gib}).Proto()
+		return &pb.DecideResponse{Decisions: []*pb.ScalerDecision{
+			{Vm: "ghost", Goal: big},
+			{Vm: "a", Goal: big}, {Vm: "a", Goal: big}, // duplicate
+			{Vm: "b", Goal: &pb.Size{VcpuMilli: -1}},
+			// c: missing
+		}}, nil
+	}
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	vms, err := r.store.ListVMs(context.Background())
+	require.NoError(t, err)
+	require.Len(t, vms, 3)
+	for _, vm := range vms {
+		require.Equal(t, model.Size{VCPUMilli: 1000, MemoryBytes: gib}, vm.Size, vm.Name)
+	}
+	require.Equal(t, 4, r.rec.count(OutcomeMalformed))
+}
+
+func TestScalerFailureChangesNothing(t *testing.T) {
+	r := newRig(t, "a")
+	r.sc.reply = func(*pb.DecideRequest) (*pb.DecideResponse, error) { return nil, errors.New("boom") }
+	require.ErrorContains(t, r.ctrl.Tick(context.Background()), "boom")
+	require.Equal(t, uint64(1), r.vm(t, "a").Version, "the VM was not written")
+}
+
+func TestOvergrantIsCappedAtTheAsk(t *testing.T) {
+	r := newRig(t, "a")
+	r.pl.overgrant = true
+	goal := model.Size{VCPUMilli: 2000, MemoryBytes: 2 * gib}
+	r.sc.goals["a"] = goal
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	require.Equal(t, goal, r.vm(t, "a").Reserved)
+}
+
+func TestFailedGrowthKeepsTheReservation(t *testing.T) {
+	r := newRig(t, "a")
+	r.hv.fail = errors.New("qmp gone")
+	goal := model.Size{VCPUMilli: 2000, MemoryBytes: 2 * gib}
+	r.sc.goals["a"] = goal
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	vm := r.vm(t, "a")
+	require.Equal(t, goal, vm.Reserved, "over-reserving is safe; under-reserving is not")
+	require.Equal(t, OutcomeError, vm.LastDecision.Outcome)
+}
+
+func TestFit(t *testing.T) {
+	for _, tc := range []struct{ in, want model.Size }{
+		{model.Size{VCPUMilli: 1100, MemoryBytes: gib + 1}, model.Size{VCPUMilli: 1250, MemoryBytes: gib + gib/4}},
+		{model.Size{VCPUMilli: 1, MemoryBytes: 1}, bounds.Min},
+		{model.Size{VCPUMilli: 9999, MemoryBytes: 9 * gib}, bounds.Max},
+	} {
+		require.Equal(t, tc.want, fit(tc.in, bounds))
+	}
+}
+
+func TestPendingVMIsPlacedWhenRoomAppears(t *testing.T) {
+	r := newRig(t)
+	_, err := r.store.PutVM(context.Background(), model.VM{Name: "late", Phase: model.PhasePending, Bounds: bounds, Size: bounds.Min, Reserved: bounds.Min})
+	require.NoError(t, err)
+	require.NoError(t, r.ctrl.Tick(context.Background()))
+	vm := r.vm(t, "late")
+	require.Equal(t, "n1", vm.Node)
+	require.Equal(t, model.PhaseDeclared, vm.Phase)
+}

@@ -1,0 +1,97 @@
+# Vertigo's default configuration: one machine running a small fleet of two
+# logical nodes and three Postgres VMs. `make run` starts the host with it.
+#
+# Relative paths are resolved against this file's directory. Sizes are
+# written "512MiB", "4GiB" (or a number of bytes); vCPUs are numbers and may
+# be fractional (0.25 = a quarter of a vCPU); durations are "250ms", "5s",
+# "1m". Run `vertigo run -config config.hcl` after editing: every mistake is
+# reported with its file:line,column.
+
+# Where the host keeps the fleet's state (VMs, decisions, the API token).
+state_dir = "state"
+
+# The local API the CLI talks to. It only ever listens on loopback.
+# api {
+#   address    = "127.0.0.1:7311"
+#   token_file = "state/api-token"
+# }
+
+# The control loop. Only `interval` is set here; the rest shows the defaults.
+loop {
+  interval = "5s" # how often every VM's metrics are judged
+  # metrics_window      = "1m"    # how much history the scaler sees
+  # health_interval     = "2s"    # how often plugins are health-checked
+  # call_timeout        = "2s"    # the longest any plugin call may take
+  # consent_timeout     = "5s"    # how long a guest has to accept a downscale
+  # restart_backoff_min = "200ms" # first wait before restarting a crashed plugin
+  # restart_backoff_max = "30s"   # longest wait between restarts
+  # migration_bandwidth = "1GiB"  # bytes per second a live migration may use
+  # migration_downtime  = "300ms" # the pause a live migration may cause
+}
+
+# Plugins. Each is a separate binary (`make build` puts these in bin/); the
+# label is the name the binary must report, so a wrong binary is refused.
+# Add `sha256 = "..."` (the output of sha256sum) to pin a binary.
+
+# The scaler decides each VM's goal size from its metrics.
+plugin "vertigo-scaler" {
+  kind = "scaler"
+  path = "bin/vertigo-scaler"
+  config {
+    mode = "default"
+  }
+}
+
+# Placement keeps every node below its watermark: it grants growth that
+# fits, and chooses where VMs go.
+plugin "vertigo-placement" {
+  kind = "placement"
+  path = "bin/vertigo-placement"
+}
+
+# No hypervisor plugin is configured yet, so the VMs below are declared and
+# accounted for, but no QEMU process runs them.
+
+# Nodes: the capacity VMs are placed on. Placement fills a node up to its
+# watermark, the fraction of its capacity it may use (default 0.9).
+node "node-a" {
+  vcpus     = 4
+  memory    = "8GiB"
+  watermark = 0.9
+}
+
+node "node-b" {
+  vcpus     = 4
+  memory    = "8GiB"
+  watermark = 0.9
+}
+
+# VMs. The scaler keeps each between its min and max, in steps of its unit.
+# A VM starts at its minimum unless `vcpus` and `memory` say otherwise, and
+# placement picks its node unless `node` names one.
+vm "pg-1" {
+  min_vcpus   = 0.5
+  max_vcpus   = 4
+  unit_vcpus  = 0.25
+  min_memory  = "512MiB"
+  max_memory  = "4GiB"
+  unit_memory = "256MiB"
+}
+
+vm "pg-2" {
+  min_vcpus   = 0.5
+  max_vcpus   = 4
+  unit_vcpus  = 0.25
+  min_memory  = "512MiB"
+  max_memory  = "4GiB"
+  unit_memory = "256MiB"
+}
+
+vm "pg-3" {
+  min_vcpus   = 0.5
+  max_vcpus   = 4
+  unit_vcpus  = 0.25
+  min_memory  = "512MiB"
+  max_memory  = "4GiB"
+  unit_memory = "256MiB"
+}

@@ -1,0 +1,29 @@
+plugin "s" {
+  kind = "scaler"
+  path = "s"
+}
+
+plugin "p" {
+  kind = "placement"
+  path = "p"
+}
+
+node "node-a" {
+  vcpus  = 8
+  memory = "16GiB"
+}
+
+node "node-b" {
+  vcpus  = 8
+  memory = "16GiB"
+}
+
+vm "pg-1" {
+  node        = "node-c"
+  min_vcpus   = 1
+  max_vcpus   = 2
+  unit_vcpus  = 1
+  min_memory  = "1GiB"
+  max_memory  = "2GiB"
+  unit_memory = "1GiB"
+}

@@ -31,6 +31,13 @@ func Serve(impl Base) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	if n := os.Getenv(SelfBenchEnv); n != "" {
+		if err := selfBench(impl, n); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(impl),

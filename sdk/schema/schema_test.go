@@ -53,7 +53,7 @@ window = "soon"
 	for _, d := range diags {
 		lines = append(lines, d.Subject.String()+": "+d.Summary+": "+d.Detail)
 	}
-	require.Contains(t, lines[0], `p.hcl:1,1-5: Unsupported argument`)
+	require.Contains(t, lines[0], `p.hcl:1,1-6: Unsupported argument`)
 	require.Contains(t, lines[0], `Did you mean "debug"?`)
 	joined := ""
 	for _, l := range lines {

@@ -47,7 +47,7 @@ func TestDecodeReportsEveryMistakeAtItsPlace(t *testing.T) {
 mode = "fast"
 target = "high"
 window = "soon"
-`), testSchema, hcl.Range{Filename: "p.hcl", Start: hcl.Pos{Line: 9, Column: 1}})
+`), testSchema, hcl.Range{Filename: "p.hcl", Start: hcl.Pos{Line: 9, Column: 1}, End: hcl.Pos{Line: 9, Column: 1}})
 	require.True(t, diags.HasErrors())
 	var lines []string
 	for _, d := range diags {

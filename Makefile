@@ -1,55 +1,70 @@
-# Vertigo. `make run` and `make test` are the two set-up commands; both install
-# what is missing first.
+# Vertigo. The two set-up commands are `make run` and `make test`; both
+# install what is missing first (Go comes with the machine; Debian packages
+# through apt).
 SHELL := /bin/bash
 GO ?= go
 export GOTOOLCHAIN := local
 BIN := bin
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+SDK_MODULE := github.com/vertigo-autoscaler/vertigo/sdk
 
-PLUGINS := $(BIN)/vertigo-scaler $(BIN)/vertigo-placement
-TESTPLUGINS := $(BIN)/test/vertigo-testplugin
+BINARIES := $(BIN)/vertigo $(BIN)/vertigo-scaler $(BIN)/vertigo-placement
 
-.PHONY: all build run test test-unit test-race conformance bench proto deps clean FORCE
+.PHONY: all build run test check-proto proto deps-proto bench clean FORCE
 
 all: build
 
-build: $(BIN)/vertigo $(PLUGINS)
+build: $(BINARIES)
 
+# Go decides what is stale; FORCE hands it every build.
 $(BIN)/vertigo: FORCE
 	$(GO) build -o $@ ./host/cmd/vertigo
-
 $(BIN)/vertigo-scaler: FORCE
 	$(GO) build -o $@ ./plugins/scaler
-
 $(BIN)/vertigo-placement: FORCE
 	$(GO) build -o $@ ./plugins/placement
 
-$(BIN)/test/vertigo-testplugin: FORCE
-	$(GO) build -o $@ ./host/internal/testplugin
-
-# Installs the Debian packages the build and tests need, when missing.
-deps:
-	@command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends protobuf-compiler; }
-
-proto: deps
-	GOBIN=$(GOBIN_DIR) $(GO) install $(PROTOC_GEN_GO)
-	GOBIN=$(GOBIN_DIR) $(GO) install $(PROTOC_GEN_GO_GRPC)
-	cd sdk && PATH=$(GOBIN_DIR):$$PATH protoc -I proto \
-	  --go_out=. --go_opt=module=github.com/vertigo-autoscaler/vertigo/sdk \
-	  --go-grpc_out=. --go-grpc_opt=module=github.com/vertigo-autoscaler/vertigo/sdk \
-	  proto/vertigo/v1/*.proto
-
 run: build
+	$(BIN)/vertigo validate config.hcl
 	$(BIN)/vertigo run -config config.hcl
 
-test: build $(TESTPLUGINS)
+test: build check-proto
 	$(GO) vet ./... && (cd sdk && $(GO) vet ./...)
 	cd sdk && $(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 ./...
+	$(BIN)/vertigo validate config.hcl
 	$(BIN)/vertigo plugin conformance scaler $(BIN)/vertigo-scaler
 	$(BIN)/vertigo plugin conformance placement $(BIN)/vertigo-placement
+
+bench: build
+	$(BIN)/vertigo bench plugin-call
+	$(BIN)/vertigo bench placement --nodes 1000 --vms 20000
+	$(BIN)/vertigo bench idle --vms 100
+
+# protoc from Debian, the Go generators from Go modules (pinned).
+deps-proto:
+	@command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null; }
+	@GOBIN=$(GOBIN_DIR) $(GO) install $(PROTOC_GEN_GO)
+	@GOBIN=$(GOBIN_DIR) $(GO) install $(PROTOC_GEN_GO_GRPC)
+
+# proto regenerates the committed Go code from sdk/proto.
+proto: deps-proto
+	cd sdk && PATH=$(GOBIN_DIR):$$PATH protoc -I proto \
+	  --go_out=. --go_opt=module=$(SDK_MODULE) \
+	  --go-grpc_out=. --go-grpc_opt=module=$(SDK_MODULE) \
+	  proto/vertigo/v1/*.proto
+
+# check-proto fails when the committed generated code is not what the .proto
+# files produce.
+check-proto: deps-proto
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	cd sdk && PATH=$(GOBIN_DIR):$$PATH protoc -I proto \
+	  --go_out=$$tmp --go_opt=module=$(SDK_MODULE) \
+	  --go-grpc_out=$$tmp --go-grpc_opt=module=$(SDK_MODULE) \
+	  proto/vertigo/v1/*.proto && \
+	diff -r $$tmp/proto/vertigov1 proto/vertigov1 >/dev/null || { echo "sdk/proto/vertigov1 is stale: run 'make proto'"; exit 1; }
 
 clean:
 	rm -rf $(BIN)

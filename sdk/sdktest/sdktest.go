@@ -17,9 +17,11 @@ import (
 func Connect(t testing.TB, impl sdk.Base) *sdk.Client {
 	t.Helper()
 	client, server := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
+	// Stop the server before closing the client: Close's shutdown RPC
+	// would otherwise stop the server concurrently (a race in go-plugin).
 	t.Cleanup(func() {
-		client.Close()
 		server.Stop()
+		client.Close()
 	})
 	raw, err := client.Dispense("vertigo")
 	if err != nil {

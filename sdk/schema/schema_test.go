@@ -94,4 +94,3 @@ func TestFieldDiagnostics(t *testing.T) {
 	require.Equal(t, "Plugin vertigo-scaler rejects target", diags[0].Summary)
 	require.Equal(t, 20, diags[1].Subject.Start.Line)
 }
-

@@ -2,15 +2,14 @@ package config
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/vertigo-autoscaler/vertigo/host/api"
 )
 
 const defaultAPIAddress = "127.0.0.1:7311"
@@ -188,34 +187,14 @@ func (d *decoder) path(a attrs, name string, dst *string) bool {
 	return true
 }
 
-func (d *decoder) api(body hcl.Body, api *API) {
+func (d *decoder) api(body hcl.Body, dst *API) {
 	a, _ := d.content(body, apiSchema)
-	if a.str("address", &api.Address) {
-		if err := checkLoopback(api.Address); err != nil {
+	if a.str("address", &dst.Address) {
+		if err := api.CheckLoopback(dst.Address); err != nil {
 			a.invalid("address", "%v", err)
 		}
 	}
-	d.path(a, "token_file", &api.TokenFile)
-}
-
-// checkLoopback keeps the API local: it controls VMs, so reaching it from
-// elsewhere goes through the machine's own access control (ssh), never an
-// open port.
-func checkLoopback(address string) error {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return fmt.Errorf("want host:port such as %q: %v", defaultAPIAddress, err)
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("%q is not a loopback address (127.0.0.0/8, ::1 or localhost): Vertigo's API is local by design", host)
+	d.path(a, "token_file", &dst.TokenFile)
 }
 
 func (d *decoder) loop(body hcl.Body, l *Loop) {

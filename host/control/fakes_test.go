@@ -46,11 +46,11 @@ func (s *scriptedScaler) Decide(_ context.Context, req *pb.DecideRequest) (*pb.D
 
 // capacityPlacement grants growth up to a fixed free capacity per VM.
 type capacityPlacement struct {
-	mu       sync.Mutex
-	limit    map[string]model.Size // the most a VM may be granted
-	reserved map[string]model.Size
-	applied  []*pb.PlacementEvent
-	onApply  func(*pb.PlacementEvent)
+	mu        sync.Mutex
+	limit     map[string]model.Size // the most a VM may be granted
+	reserved  map[string]model.Size
+	applied   []*pb.PlacementEvent
+	onApply   func(*pb.PlacementEvent)
 	overgrant bool
 }
 

@@ -328,3 +328,15 @@ func (p *Plugin) Pid() int {
 	}
 	return 0
 }
+
+// Restart kills the current process; supervision notices at once and
+// starts a new one (config re-sent, hooks run), as after a crash.
+func (p *Plugin) Restart() {
+	p.mu.RLock()
+	cur := p.cur
+	p.mu.RUnlock()
+	if cur != nil {
+		cur.Kill()
+	}
+	p.Kick()
+}

@@ -1,0 +1,108 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vertigo-autoscaler/vertigo/host/supervisor"
+	"github.com/vertigo-autoscaler/vertigo/sdk"
+	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+)
+
+// CallObserver times plugin calls (Prometheus in production).
+type CallObserver func(plugin, method string, d time.Duration)
+
+// caller bounds every plugin call with the call timeout, times it, and tells
+// the supervisor at once when the plugin looks dead, so a crash is repaired
+// before the next health tick.
+type caller struct {
+	name    string
+	get     func() (*sdk.Client, error)
+	kick    func()
+	timeout time.Duration
+	observe CallObserver
+}
+
+func supervised(p *supervisor.Plugin, timeout time.Duration, observe CallObserver) caller {
+	return caller{name: p.Name(), get: p.Client, kick: p.Kick, timeout: timeout, observe: observe}
+}
+
+// direct calls a client the supervisor has not handed out yet (restore
+// hooks run before it does).
+func direct(name string, c *sdk.Client, timeout time.Duration) caller {
+	return caller{name: name, get: func() (*sdk.Client, error) { return c, nil }, kick: func() {}, timeout: timeout}
+}
+
+func call[T any](ctx context.Context, c caller, method string, f func(context.Context, *sdk.Client) (T, error)) (T, error) {
+	var zero T
+	cl, err := c.get()
+	if err != nil {
+		return zero, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	v, err := f(ctx, cl)
+	if c.observe != nil {
+		c.observe(c.name, method, time.Since(start))
+	}
+	if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled && ctx.Err() != nil {
+		c.kick()
+	}
+	return v, err
+}
+
+// scalerClient is control.Scaler over a supervised plugin.
+type scalerClient struct{ caller }
+
+func (s scalerClient) Decide(ctx context.Context, req *pb.DecideRequest) (*pb.DecideResponse, error) {
+	return call(ctx, s.caller, "Decide", func(ctx context.Context, c *sdk.Client) (*pb.DecideResponse, error) {
+		return c.Scaler.Decide(ctx, req)
+	})
+}
+
+// placementClient is control.Placement over a supervised plugin.
+type placementClient struct{ caller }
+
+func (p placementClient) Reset(ctx context.Context) error {
+	_, err := call(ctx, p.caller, "Reset", func(ctx context.Context, c *sdk.Client) (*pb.ResetResponse, error) {
+		return c.Placement.Reset(ctx, &pb.ResetRequest{})
+	})
+	return err
+}
+
+func (p placementClient) Apply(ctx context.Context, events []*pb.PlacementEvent) ([]*pb.EventError, error) {
+	resp, err := call(ctx, p.caller, "Apply", func(ctx context.Context, c *sdk.Client) (*pb.ApplyResponse, error) {
+		return c.Placement.Apply(ctx, &pb.ApplyRequest{Events: events})
+	})
+	return resp.GetErrors(), err
+}
+
+func (p placementClient) Grow(ctx context.Context, asks []*pb.GrowthAsk) ([]*pb.Grant, error) {
+	resp, err := call(ctx, p.caller, "Grow", func(ctx context.Context, c *sdk.Client) (*pb.GrowResponse, error) {
+		return c.Placement.Grow(ctx, &pb.GrowRequest{Asks: asks})
+	})
+	return resp.GetGrants(), err
+}
+
+func (p placementClient) Place(ctx context.Context, req *pb.PlaceRequest) (*pb.PlaceResponse, error) {
+	return call(ctx, p.caller, "Place", func(ctx context.Context, c *sdk.Client) (*pb.PlaceResponse, error) {
+		return c.Placement.Place(ctx, req)
+	})
+}
+
+func (p placementClient) PlanMigrations(ctx context.Context) ([]*pb.Migration, error) {
+	resp, err := call(ctx, p.caller, "PlanMigrations", func(ctx context.Context, c *sdk.Client) (*pb.PlanMigrationsResponse, error) {
+		return c.Placement.PlanMigrations(ctx, &pb.PlanMigrationsRequest{})
+	})
+	return resp.GetMigrations(), err
+}
+
+func (p placementClient) Snapshot(ctx context.Context) (*pb.SnapshotResponse, error) {
+	return call(ctx, p.caller, "Snapshot", func(ctx context.Context, c *sdk.Client) (*pb.SnapshotResponse, error) {
+		return c.Placement.Snapshot(ctx, &pb.SnapshotRequest{})
+	})
+}

@@ -1,0 +1,226 @@
+// Package daemon wires the host together: plugins, store, control loop,
+// local API and metrics, started in an order that never leaves the host
+// half-configured, and stopped without touching the VMs.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vertigo-autoscaler/vertigo/host/api"
+	"github.com/vertigo-autoscaler/vertigo/host/config"
+	"github.com/vertigo-autoscaler/vertigo/host/control"
+	"github.com/vertigo-autoscaler/vertigo/host/metrics"
+	"github.com/vertigo-autoscaler/vertigo/host/store"
+	"github.com/vertigo-autoscaler/vertigo/host/supervisor"
+	"github.com/vertigo-autoscaler/vertigo/sdk"
+	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+)
+
+// Host is a running vertigo host.
+type Host struct {
+	cfg       *config.Config
+	log       hclog.Logger
+	plugins   *Plugins
+	store     store.Store
+	placement placementClient
+	ctrl      *control.Controller
+	metrics   *metrics.Metrics
+	api       *api.Server
+	clock     control.Clock
+}
+
+// ConfigError carries the diagnostics that kept the host from starting.
+type ConfigError struct{ Text string }
+
+func (e *ConfigError) Error() string { return e.Text }
+
+// Start brings a host up: plugins started and configured, state loaded,
+// placement replayed and reconciled with the config, API listening. Any
+// failure stops what was started and returns the error.
+func Start(ctx context.Context, cfg *config.Config, log hclog.Logger) (*Host, error) {
+	m := metrics.New()
+	plugins, diags := StartPlugins(ctx, cfg, log, m.PluginRestart)
+	if diags.HasErrors() {
+		return nil, &ConfigError{Text: config.Format(diags)}
+	}
+	h := &Host{cfg: cfg, log: log, plugins: plugins, metrics: m, clock: control.RealClock{}}
+	if err := h.start(ctx); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *Host) start(ctx context.Context) error {
+	st, err := store.OpenFile(h.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("opening state: %w", err)
+	}
+	h.store = st
+
+	timeout := h.cfg.Loop.CallTimeout
+	pp := h.plugins.ByKind[pb.Kind_KIND_PLACEMENT]
+	h.placement = placementClient{supervised(pp, timeout, h.metrics.ObservePluginCall)}
+	pp.OnStart(func(ctx context.Context, c *sdk.Client) error {
+		return control.ReplayPlacement(ctx, placementClient{direct(pp.Name(), c, timeout)}, h.store)
+	})
+	if err := Reconcile(ctx, h.cfg, h.store, h.placement, h.log); err != nil {
+		return fmt.Errorf("reconciling the fleet with %s: %w", h.cfg.File, err)
+	}
+
+	h.ctrl = control.New(control.Config{
+		Store:          h.store,
+		Scaler:         scalerClient{supervised(h.plugins.ByKind[pb.Kind_KIND_SCALER], timeout, h.metrics.ObservePluginCall)},
+		Placement:      h.placement,
+		Clock:          h.clock,
+		Recorder:       h.metrics,
+		Log:            h.log,
+		ConsentTimeout: h.cfg.Loop.ConsentTimeout,
+	})
+
+	token, err := api.EnsureToken(h.cfg.API.TokenFile)
+	if err != nil {
+		return err
+	}
+	h.api, err = api.New(h.cfg.API.Address, token, h, h.metrics.Handler(), h.log.Named("api"))
+	if err != nil {
+		return err
+	}
+	return h.api.Start()
+}
+
+// Run supervises the plugins and runs the control loop until ctx ends.
+func (h *Host) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, p := range h.plugins.ByKind {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Run(ctx) }()
+	}
+	if h.plugins.ByKind[pb.Kind_KIND_HYPERVISOR] == nil {
+		h.log.Warn("no hypervisor plugin configured: VMs are declared and accounted, not started or resized")
+	}
+	h.log.Info("vertigo host running", "api", h.api.Addr(), "state_dir", h.cfg.StateDir, "interval", h.cfg.Loop.Interval)
+	t := time.NewTicker(h.cfg.Loop.Interval)
+	defer t.Stop()
+	for {
+		if err := h.Tick(ctx); err != nil && ctx.Err() == nil {
+			h.log.Error("control loop pass failed; VMs left as they are", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Tick runs one control-loop pass and refreshes the fleet gauges.
+func (h *Host) Tick(ctx context.Context) error {
+	start := time.Now()
+	err := h.ctrl.Tick(ctx)
+	h.metrics.ObserveTick(time.Since(start))
+	if st, serr := h.Status(ctx); serr == nil {
+		usage := make([]metrics.NodeUsage, len(st.Nodes))
+		for i, n := range st.Nodes {
+			usage[i] = metrics.NodeUsage{Name: n.Name, Capacity: n.Capacity, Reserved: n.Reserved}
+		}
+		h.metrics.SetFleet(st.VMs, usage)
+	}
+	return err
+}
+
+// Close stops the API and the plugins and releases the state directory.
+// VMs are left running: they belong to the hypervisor, not to this process.
+func (h *Host) Close() {
+	if h.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = h.api.Shutdown(ctx)
+		cancel()
+	}
+	if h.plugins != nil {
+		h.plugins.Stop()
+	}
+	if h.store != nil {
+		_ = h.store.Close()
+	}
+}
+
+// Status implements api.Backend.
+func (h *Host) Status(ctx context.Context) (api.Status, error) {
+	nodes, err := h.store.ListNodes(ctx)
+	if err != nil {
+		return api.Status{}, err
+	}
+	vms, err := h.store.ListVMs(ctx)
+	if err != nil {
+		return api.Status{}, err
+	}
+	st := api.Status{Time: h.clock.Now(), VMs: vms}
+	idx := map[string]int{}
+	for _, n := range nodes {
+		idx[n.Name] = len(st.Nodes)
+		st.Nodes = append(st.Nodes, api.NodeStatus{Name: n.Name, Capacity: n.Capacity, Watermark: n.Watermark})
+	}
+	for _, vm := range vms {
+		if i, ok := idx[vm.Node]; ok {
+			ns := &st.Nodes[i]
+			ns.Reserved.VCPUMilli += vm.Reserved.VCPUMilli
+			ns.Reserved.MemoryBytes += vm.Reserved.MemoryBytes
+			ns.VMs = append(ns.VMs, vm.Name)
+		}
+	}
+	for _, p := range h.plugins.ByKind {
+		ps := api.PluginStatus{Name: p.Name(), PID: p.Pid(), Restarts: p.Restarts()}
+		if info := p.Info(); info != nil {
+			ps.Kind, ps.Version = sdk.KindName(info.GetKind()), info.GetPluginVersion()
+		}
+		if c, err := p.Client(); err == nil {
+			cctx, cancel := context.WithTimeout(ctx, h.cfg.Loop.CallTimeout)
+			ps.Healthy = c.Healthy(cctx) == nil
+			if caps, err := c.Capabilities(cctx); err == nil {
+				for c := range caps {
+					ps.Capabilities = append(ps.Capabilities, c)
+				}
+				sort.Strings(ps.Capabilities)
+			}
+			cancel()
+		}
+		st.Plugins = append(st.Plugins, ps)
+	}
+	sort.Slice(st.Plugins, func(i, j int) bool { return st.Plugins[i].Name < st.Plugins[j].Name })
+	if h.ctrl != nil {
+		for _, m := range h.ctrl.Plans() {
+			st.Migrations = append(st.Migrations, api.Migration{VM: m.GetVm(), From: m.GetFrom(), To: m.GetTo(), Reason: m.GetReason(), State: "planned (no hypervisor plugin to execute it)"})
+		}
+	}
+	return st, nil
+}
+
+// RestartPlugin implements api.Backend.
+func (h *Host) RestartPlugin(_ context.Context, name string) error {
+	for _, p := range h.plugins.ByKind {
+		if p.Name() == name {
+			p.Restart()
+			return nil
+		}
+	}
+	return fmt.Errorf("plugin %q: %w", name, api.ErrNotFound)
+}
+
+// Placement snapshot, for tests and `vertigo status --placement`.
+func (h *Host) PlacementSnapshot(ctx context.Context) (*pb.SnapshotResponse, error) {
+	return h.placement.Snapshot(ctx)
+}
+
+// Store is the host's store (tests read it to check invariants).
+func (h *Host) Store() store.Store { return h.store }
+
+// Plugin returns the supervised plugin of a kind.
+func (h *Host) Plugin(kind pb.Kind) *supervisor.Plugin { return h.plugins.ByKind[kind] }

@@ -1,0 +1,77 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/vertigo-autoscaler/vertigo/host/config"
+	"github.com/vertigo-autoscaler/vertigo/host/supervisor"
+	"github.com/vertigo-autoscaler/vertigo/sdk"
+	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+)
+
+// Plugins are the configured plugins, started and configured.
+type Plugins struct {
+	ByKind map[pb.Kind]*supervisor.Plugin
+}
+
+// Stop kills every plugin.
+func (ps *Plugins) Stop() {
+	for _, p := range ps.ByKind {
+		p.Stop()
+	}
+}
+
+// StartPlugins starts every configured plugin: it asks each for its config
+// schema, decodes the plugin's `config {}` block against it, and starts it
+// configured. Every problem comes back as a diagnostic at its place in the
+// file; on any error nothing is left running, so the host never runs
+// half-configured. `vertigo validate` is exactly this, then Stop.
+func StartPlugins(ctx context.Context, cfg *config.Config, log hclog.Logger, onRestart func(string, error)) (*Plugins, hcl.Diagnostics) {
+	ps := &Plugins{ByKind: map[pb.Kind]*supervisor.Plugin{}}
+	var diags hcl.Diagnostics
+	for _, pc := range cfg.Plugins {
+		spec := supervisor.Spec{Name: pc.Name, Kind: pc.Kind, Path: pc.Path, Args: pc.Args, SHA256: pc.SHA256}
+		s, err := supervisor.ConfigSchemaOf(ctx, spec, cfg.Loop.CallTimeout, log.Named("plugin"))
+		if err != nil {
+			diags = append(diags, pluginDiag(pc, "Plugin failed to start", err))
+			continue
+		}
+		js, d := pc.DecodeConfig(s)
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			continue
+		}
+		spec.ConfigJSON = js
+		p, err := supervisor.Start(ctx, spec, supervisor.Options{
+			HealthInterval: cfg.Loop.HealthInterval,
+			CallTimeout:    cfg.Loop.CallTimeout,
+			BackoffMin:     cfg.Loop.RestartBackoffMin,
+			BackoffMax:     cfg.Loop.RestartBackoffMax,
+			Logger:         log.Named("plugin"),
+			OnRestart:      onRestart,
+		})
+		var fe sdk.FieldErrors
+		switch {
+		case errors.As(err, &fe):
+			diags = append(diags, pc.FieldDiagnostics(fe)...)
+		case err != nil:
+			diags = append(diags, pluginDiag(pc, "Plugin failed to start", err))
+		default:
+			ps.ByKind[pc.Kind] = p
+		}
+	}
+	if diags.HasErrors() {
+		ps.Stop()
+		return nil, diags
+	}
+	return ps, diags
+}
+
+func pluginDiag(pc *config.Plugin, summary string, err error) *hcl.Diagnostic {
+	r := pc.Range
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary + ": " + pc.Name, Detail: err.Error(), Subject: &r}
+}

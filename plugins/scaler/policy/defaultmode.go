@@ -1,0 +1,193 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// decideDefault scales vCPUs and memory independently: a memory-hungry
+// Postgres gets memory without paying for vCPUs it does not use.
+func decideDefault(cfg Config, in Input) Output {
+	events, seen := freshEvents(in.Events, in.State.EventsSeen)
+	st := in.State
+	st.EventsSeen = seen
+	g := refusalGate(cfg, in)
+	cpu, mem := cpuDim(in), memDim(in)
+	c := cpu.settle(cfg, cpuWant(cfg, in, cpu, events), &st.CPU, in.Now, g, cfg.MaxDownscaleStepUnitsCPU)
+	m := mem.settle(cfg, memWant(cfg, in, mem, events), &st.Memory, in.Now, g, cfg.MaxDownscaleStepUnitsMemory)
+	return Output{
+		Goal:           sizeOf(c.goal, m.goal),
+		Reason:         c.why + "; " + m.why,
+		State:          st,
+		ForceDownscale: g.force && (c.down || m.down),
+	}
+}
+
+// want is what a dimension's signals ask for, before rounding.
+type want struct {
+	base float64 // milli-vCPU or bytes
+	ok   bool    // false: no signal at all, so hold
+	why  string  // the dominating signal with its numbers
+}
+
+// cpuWant sizes vCPUs for load1 or, when it is rising, for where its trend
+// will be a horizon from now: the resize then lands before the load does.
+func cpuWant(cfg Config, in Input, d dim, events []Event) want {
+	var w want
+	if load, ok := last(in.Metrics.Load1); ok {
+		sig, name := load, "load1"
+		if trend, ok := loadTrend(in.Metrics, cfg.CPUTrendHorizon); ok && trend > load {
+			sig, name = trend, fmt.Sprintf("load1 trend +%s", cfg.CPUTrendHorizon)
+		}
+		need := sig / cfg.CPUTargetLoad * 1000
+		w = want{base: need, ok: true, why: fmt.Sprintf("%s %.2f/%.2f -> %s vCPU", name, sig, cfg.CPUTargetLoad, formatVCPU(need))}
+	}
+	psi, _ := last(in.Metrics.CPUPressure)
+	return w.pressed(d, psi, cfg.CPUPressureThreshold, hasEvent(events, EventCPUPressure))
+}
+
+// memWant sizes memory for the most used within the window plus headroom,
+// or for the cache's working set when that needs more. The peak, not the
+// latest sample: a database's memory need is its peak (sorts, hash joins),
+// running short costs an OOM kill where a spare gigabyte costs little, and
+// a memory resize is slow.
+func memWant(cfg Config, in Input, d dim, events []Event) want {
+	var w want
+	used, ok := peak(in.Metrics.MemoryUsed)
+	if used, ok := reportedUsed(used, ok, events); ok {
+		need := (used + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage
+		w = want{base: need, ok: true, why: fmt.Sprintf("peak used %s+%s/%.2f -> %s",
+			formatBytes(used), formatBytes(float64(cfg.MemoryHeadroom)), cfg.MemoryTargetUsage, formatBytes(need))}
+	}
+	if ws, ok := workingSet(in.Cache, cfg.CacheSlopeCut, cfg.CacheProjectionSteps); ok {
+		if need := ws / cfg.CacheTargetUsage; !w.ok || need > w.base {
+			w = want{base: need, ok: true, why: fmt.Sprintf("cache working set %s/%.2f -> %s", formatBytes(ws), cfg.CacheTargetUsage, formatBytes(need))}
+		}
+	}
+	psi, _ := last(in.Metrics.MemoryPressure)
+	return w.pressed(d, psi, cfg.MemoryPressureThreshold, hasEvent(events, EventMemoryPressure))
+}
+
+// pressed raises w when the guest stalls, whatever the other signals say:
+// by at least one unit, and by the stalled fraction of the current size (a
+// guest stalled 30% of the time asks for 30% more).
+func (w want) pressed(d dim, psi, threshold float64, event bool) want {
+	if psi <= threshold && !event {
+		return w
+	}
+	held := d.held()
+	scaled := held * (1 + psi/100)
+	need := max(held+d.unit, scaled)
+	why := fmt.Sprintf("pressure event -> %s+1 unit", d.format(held))
+	if psi > threshold {
+		why = fmt.Sprintf("psi %.1f%% > %.4g%% -> %s x %.3f = %s", psi, threshold, d.format(held), 1+psi/100, d.format(scaled))
+		if need > scaled {
+			why += ", at least +1 unit"
+		}
+	}
+	if w.ok && w.base >= need {
+		return w
+	}
+	return want{base: need, ok: true, why: why}
+}
+
+// move is what one dimension does this tick.
+type move struct {
+	goal float64
+	down bool
+	why  string
+}
+
+// settle turns a dimension's want into its goal: up at once; down only once
+// the lower goal has held for the stabilization period, outside the
+// cooldown after an upscale and the refusal back-off, below the hysteresis
+// band, and by a limited step.
+func (d dim) settle(cfg Config, w want, ds *DimState, now time.Time, g gate, maxStep int) move {
+	held := d.held()
+	if !w.ok {
+		ds.LowSince, ds.LowPeak = 0, 0
+		return move{goal: held, why: fmt.Sprintf("%s: no samples, hold %s", d.name, d.format(held))}
+	}
+	target := d.fit(w.base)
+	head := fmt.Sprintf("%s: %s -> %s", d.name, w.why, d.format(target))
+	switch {
+	case target > held:
+		*ds = DimState{LastUpscale: now.UnixNano()}
+		return move{goal: target, why: fmt.Sprintf("%s, up from %s", head, d.format(d.cur))}
+	case target == held:
+		ds.LowSince, ds.LowPeak = 0, 0
+		return move{goal: held, why: head + ", hold"}
+	case target > held-d.unit || target > held*(1-cfg.DownscaleMargin):
+		ds.LowSince, ds.LowPeak = 0, 0
+		return move{goal: held, why: fmt.Sprintf("%s, hold %s (within the %.0f%% downscale margin)", head, d.format(held), cfg.DownscaleMargin*100)}
+	}
+
+	// A peak at or above the current size is left over from before the
+	// last step: the lower goal is judged afresh.
+	if ds.LowSince == 0 || ds.LowPeak >= held {
+		ds.LowSince, ds.LowPeak = now.UnixNano(), target
+	}
+	ds.LowPeak = max(ds.LowPeak, target)
+	hold := func(cond string) move {
+		return move{goal: held, why: fmt.Sprintf("%s, hold %s (%s)", head, d.format(held), cond)}
+	}
+	low := since(now, ds.LowSince)
+	if low < cfg.DownscaleStabilization {
+		return hold(fmt.Sprintf("low for %s of %s", low, cfg.DownscaleStabilization))
+	}
+	if ds.LastUpscale != 0 {
+		if up := since(now, ds.LastUpscale); up < cfg.DownscaleCooldownAfterUpscale {
+			return hold(fmt.Sprintf("upscaled %s ago, cooldown %s", up, cfg.DownscaleCooldownAfterUpscale))
+		}
+	}
+	if !g.open {
+		return hold(g.why)
+	}
+	steps := maxStep
+	if g.force {
+		steps = 1
+	}
+	goal := max(ds.LowPeak, d.fit(held-float64(steps)*d.unit))
+	why := fmt.Sprintf("%s, down from %s to %s (highest goal over %s low; at most %d units a step)", head, d.format(d.cur), d.format(goal), low, steps)
+	if g.why != "" {
+		why += "; " + g.why
+	}
+	// The next step must earn its own stabilization period.
+	ds.LowSince, ds.LowPeak = now.UnixNano(), target
+	return move{goal: goal, down: true, why: why}
+}
+
+// gate is the refusal back-off every downscale passes.
+type gate struct {
+	open  bool
+	force bool
+	why   string
+}
+
+// refusalGate waits refusal_backoff after a refusal, doubling per
+// consecutive refusal up to refusal_backoff_max. After max_refusals it
+// forces a one-unit step: a guest cannot pin a VM at its peak size forever,
+// which is Neon's open issue #554.
+func refusalGate(cfg Config, in Input) gate {
+	n := in.Refusals
+	if n == 0 {
+		return gate{open: true}
+	}
+	wait := backoff(cfg.RefusalBackoff, cfg.RefusalBackoffMax, n)
+	if left := wait - in.Now.Sub(in.LastRefusal); left > 0 {
+		return gate{why: fmt.Sprintf("guest refused %d times, back-off %s, next try in %s", n, wait, left)}
+	}
+	if n >= cfg.MaxRefusals {
+		return gate{open: true, force: true, why: fmt.Sprintf("forced one-unit step after %d refusals: the guest may not veto", n)}
+	}
+	return gate{open: true, why: fmt.Sprintf("retry after %d refusals", n)}
+}
+
+// backoff is base doubled for each refusal after the first, capped at most.
+func backoff(base, most time.Duration, refusals uint32) time.Duration {
+	wait := base
+	for i := uint32(1); i < refusals && wait > 0 && wait < most; i++ {
+		wait += min(wait, most-wait) // doubles, without overflowing past most
+	}
+	return min(wait, most)
+}

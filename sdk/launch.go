@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os/exec"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -49,10 +50,15 @@ func Launch(opts LaunchOptions) (*Launched, error) {
 		}
 		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
+	cmd := exec.Command(opts.Path, opts.Args...)
+	// A process group of its own: a Ctrl-C at the host's terminal reaches
+	// the host, which then stops its plugins in order, instead of killing
+	// plugins under a host that is still using them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pc := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          PluginSet(nil),
-		Cmd:              exec.Command(opts.Path, opts.Args...),
+		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,

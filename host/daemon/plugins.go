@@ -25,28 +25,26 @@ func (ps *Plugins) Stop() {
 	}
 }
 
-// StartPlugins starts every configured plugin: it asks each for its config
-// schema, decodes the plugin's `config {}` block against it, and starts it
-// configured. Every problem comes back as a diagnostic at its place in the
+// StartPlugins starts every configured plugin: each sends its config
+// schema, its `config {}` block is decoded against it, and it is configured. Every problem comes back as a diagnostic at its place in the
 // file; on any error nothing is left running, so the host never runs
 // half-configured. `vertigo validate` is exactly this, then Stop.
 func StartPlugins(ctx context.Context, cfg *config.Config, log hclog.Logger, onRestart func(string, error)) (*Plugins, hcl.Diagnostics) {
 	ps := &Plugins{ByKind: map[pb.Kind]*supervisor.Plugin{}}
 	var diags hcl.Diagnostics
 	for _, pc := range cfg.Plugins {
-		spec := supervisor.Spec{Name: pc.Name, Kind: pc.Kind, Path: pc.Path, Args: pc.Args, SHA256: pc.SHA256}
-		s, err := supervisor.ConfigSchemaOf(ctx, spec, cfg.Loop.CallTimeout, log.Named("plugin"))
-		if err != nil {
-			diags = append(diags, pluginDiag(pc, "Plugin failed to start", err))
-			continue
-		}
-		js, d := pc.DecodeConfig(s)
-		diags = append(diags, d...)
-		if d.HasErrors() {
-			continue
-		}
-		spec.ConfigJSON = js
-		p, err := supervisor.Start(ctx, spec, supervisor.Options{
+		var decodeDiags hcl.Diagnostics
+		p, err := supervisor.Start(ctx, supervisor.Spec{
+			Name: pc.Name, Kind: pc.Kind, Path: pc.Path, Args: pc.Args, SHA256: pc.SHA256,
+			Config: func(s *pb.ConfigSchema) ([]byte, error) {
+				js, d := pc.DecodeConfig(s)
+				decodeDiags = d
+				if d.HasErrors() {
+					return nil, errBadConfig
+				}
+				return js, nil
+			},
+		}, supervisor.Options{
 			HealthInterval: cfg.Loop.HealthInterval,
 			CallTimeout:    cfg.Loop.CallTimeout,
 			BackoffMin:     cfg.Loop.RestartBackoffMin,
@@ -54,8 +52,10 @@ func StartPlugins(ctx context.Context, cfg *config.Config, log hclog.Logger, onR
 			Logger:         log.Named("plugin"),
 			OnRestart:      onRestart,
 		})
+		diags = append(diags, decodeDiags...)
 		var fe sdk.FieldErrors
 		switch {
+		case errors.Is(err, errBadConfig):
 		case errors.As(err, &fe):
 			diags = append(diags, pc.FieldDiagnostics(fe)...)
 		case err != nil:
@@ -70,6 +70,10 @@ func StartPlugins(ctx context.Context, cfg *config.Config, log hclog.Logger, onR
 	}
 	return ps, diags
 }
+
+// errBadConfig stops a start whose config block did not decode; the
+// diagnostics say why.
+var errBadConfig = errors.New("plugin config block does not decode")
 
 func pluginDiag(pc *config.Plugin, summary string, err error) *hcl.Diagnostic {
 	r := pc.Range

@@ -24,12 +24,15 @@ var ErrUnavailable = errors.New("plugin unavailable: restarting")
 
 // Spec says which plugin to run and how to configure it.
 type Spec struct {
-	Name       string
-	Kind       pb.Kind
-	Path       string
-	Args       []string
-	SHA256     string
-	ConfigJSON []byte
+	Name   string
+	Kind   pb.Kind
+	Path   string
+	Args   []string
+	SHA256 string
+	// Config turns the schema the plugin sends into the configuration it
+	// is sent (the host decodes the plugin's HCL block against it). It is
+	// called once, at the first start; restarts re-send the same bytes.
+	Config func(*pb.ConfigSchema) ([]byte, error)
 }
 
 // Options tune supervision; zero values take the defaults.
@@ -67,9 +70,10 @@ type Hook func(ctx context.Context, c *sdk.Client) error
 
 // Plugin is one supervised plugin.
 type Plugin struct {
-	spec Spec
-	opts Options
-	log  hclog.Logger
+	spec       Spec
+	opts       Options
+	log        hclog.Logger
+	configJSON []byte // set once by the first start
 
 	mu       sync.RWMutex
 	cur      *sdk.Launched // nil while restarting
@@ -85,8 +89,9 @@ type Plugin struct {
 
 // Start launches and configures the plugin. It returns an error, and leaves
 // nothing running, if the plugin does not start, is not who the config says,
-// speaks no common API version, or rejects its config. Supervision begins
-// with Run.
+// speaks no common API version, or its config does not decode or is
+// rejected. One process serves schema, config and calls: the host does not
+// start a plugin twice to learn its schema. Supervision begins with Run.
 func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 	opts.defaults()
 	p := &Plugin{
@@ -125,7 +130,16 @@ func (p *Plugin) prepare(ctx context.Context, c *sdk.Client) (*pb.PluginInfoResp
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := c.Configure(cctx, p.spec.ConfigJSON, api); err != nil {
+	if p.configJSON == nil {
+		resp, err := c.Base.ConfigSchema(cctx, &pb.ConfigSchemaRequest{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("config schema: %w", err)
+		}
+		if p.configJSON, err = p.spec.Config(resp.GetSchema()); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := c.Configure(cctx, p.configJSON, api); err != nil {
 		return nil, nil, err
 	}
 	caps, err := c.Capabilities(cctx)
@@ -141,27 +155,6 @@ func (p *Plugin) prepare(ctx context.Context, c *sdk.Client) (*pb.PluginInfoResp
 		}
 	}
 	return info, caps, nil
-}
-
-// ConfigSchemaOf launches a plugin binary only to ask for its identity and
-// config schema, then stops it. The host needs the schema to decode the
-// plugin's `config {}` block before it can Start the plugin configured.
-func ConfigSchemaOf(ctx context.Context, spec Spec, timeout time.Duration, logger hclog.Logger) (*pb.ConfigSchema, error) {
-	l, err := sdk.Launch(sdk.LaunchOptions{Path: spec.Path, Args: spec.Args, SHA256: spec.SHA256, Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
-	}
-	defer l.Kill()
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if _, _, err := l.Identify(cctx, spec.Name, spec.Kind); err != nil {
-		return nil, fmt.Errorf("plugin %s (%s): %w", spec.Name, spec.Path, err)
-	}
-	resp, err := l.Base.ConfigSchema(cctx, &pb.ConfigSchemaRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: config schema: %w", spec.Name, err)
-	}
-	return resp.GetSchema(), nil
 }
 
 // OnStart registers a hook run after every restart (and never for the

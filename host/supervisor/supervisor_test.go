@@ -41,7 +41,7 @@ func spec(mode string) Spec {
 		Kind:       pb.Kind_KIND_SCALER,
 		Path:       testPlugin,
 		Args:       []string{"-mode", mode},
-		ConfigJSON: []byte(`{"step":1}`),
+		Config:     func(*pb.ConfigSchema) ([]byte, error) { return []byte(`{"step":1}`), nil },
 	}
 }
 
@@ -98,7 +98,7 @@ func TestStartRefusesWrongIdentity(t *testing.T) {
 
 func TestStartRefusesBadConfig(t *testing.T) {
 	s := spec("ok")
-	s.ConfigJSON = []byte(`{"step":-1}`)
+	s.Config = func(*pb.ConfigSchema) ([]byte, error) { return []byte(`{"step":-1}`), nil }
 	_, err := Start(context.Background(), s, fastOpts(t, nil))
 	var fe sdk.FieldErrors
 	require.ErrorAs(t, err, &fe)

@@ -37,11 +37,11 @@ func TestMain(m *testing.M) {
 
 func spec(mode string) Spec {
 	return Spec{
-		Name:       "vertigo-testplugin",
-		Kind:       pb.Kind_KIND_SCALER,
-		Path:       testPlugin,
-		Args:       []string{"-mode", mode},
-		Config:     func(*pb.ConfigSchema) ([]byte, error) { return []byte(`{"step":1}`), nil },
+		Name:   "vertigo-testplugin",
+		Kind:   pb.Kind_KIND_SCALER,
+		Path:   testPlugin,
+		Args:   []string{"-mode", mode},
+		Config: func(*pb.ConfigSchema) ([]byte, error) { return []byte(`{"step":1}`), nil },
 	}
 }
 

@@ -55,8 +55,8 @@ type Config struct {
 	Parallel int
 }
 
-// Controller runs decisions. Passes are serialised: a pressure trigger
-// waits for a running tick rather than racing it on the same VM.
+// Controller runs decisions. Passes are serialised, so two passes never
+// race on the same VM.
 type Controller struct {
 	cfg Config
 	log hclog.Logger
@@ -65,8 +65,6 @@ type Controller struct {
 
 	plansMu sync.Mutex
 	plans   []*pb.Migration
-
-	trigger chan string
 }
 
 // New returns a Controller; zero optional fields take defaults.
@@ -86,36 +84,7 @@ func New(cfg Config) *Controller {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 8
 	}
-	return &Controller{cfg: cfg, log: cfg.Log.Named("control"), trigger: make(chan string, 64)}
-}
-
-// Run ticks every interval, and at once for a VM whose guest raised
-// pressure (Trigger), until ctx ends.
-func (c *Controller) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := c.Tick(ctx); err != nil && ctx.Err() == nil {
-				c.log.Error("control loop pass failed; VMs left as they are", "error", err)
-			}
-		case vm := <-c.trigger:
-			if err := c.DecideNow(ctx, vm); err != nil && ctx.Err() == nil {
-				c.log.Error("pressure-triggered decision failed", "vm", vm, "error", err)
-			}
-		}
-	}
-}
-
-// Trigger asks for a decision for vm without waiting for the next tick.
-func (c *Controller) Trigger(vm string) {
-	select {
-	case c.trigger <- vm:
-	default: // a full queue means a pass is due anyway
-	}
+	return &Controller{cfg: cfg, log: cfg.Log.Named("control")}
 }
 
 // Plans is the last migration plan placement proposed.
@@ -166,17 +135,6 @@ func (c *Controller) placePending(ctx context.Context, vms []model.VM) error {
 		c.log.Info("placed a pending VM", "vm", vm.Name, "node", vm.Node)
 	}
 	return nil
-}
-
-// DecideNow runs a pass for one VM.
-func (c *Controller) DecideNow(ctx context.Context, name string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	vm, err := c.cfg.Store.GetVM(ctx, name)
-	if err != nil {
-		return err
-	}
-	return c.pass(ctx, []model.VM{vm})
 }
 
 // pass decides for the VMs that are running and have metrics, in one

@@ -63,6 +63,10 @@ func Launch(opts LaunchOptions) (*Launched, error) {
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           logger,
+		// Whatever the plugin prints to stdout or stderr after the
+		// handshake (fmt, the log package) is kept, as log lines.
+		SyncStdout: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),
+		SyncStderr: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
 		},

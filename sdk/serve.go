@@ -19,12 +19,7 @@ const maxMessageBytes = 256 << 20
 // is done with the plugin.
 func Serve(impl Base) {
 	info := impl.Info()
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:       info.Name,
-		Level:      hclog.Trace,
-		Output:     os.Stderr,
-		JSONFormat: true,
-	})
+	logger := Logger(info.Name)
 	// Fail before the handshake, where the host reports it clearly, rather
 	// than inside GRPCServer.
 	if err := Register(grpc.NewServer(), impl); err != nil {
@@ -54,9 +49,13 @@ func PluginSet(impl Base) goplugin.PluginSet {
 	return goplugin.PluginSet{pluginSetName: &grpcPlugin{impl: impl}}
 }
 
-// Logger returns a logger for plugin code that the host re-emits. Use it
-// rather than the standard log package, whose default output is stderr text
-// the host shows unparsed.
+// logOutput is the process's real stderr, taken before Serve: go-plugin
+// then swaps os.Stderr for a pipe that it streams to the host as plain
+// output, where hclog's JSON would not be parsed into levels and fields.
+var logOutput = os.Stderr
+
+// Logger returns a logger for plugin code whose lines the host re-emits
+// under its own logger, with their levels and fields.
 func Logger(name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Trace, Output: os.Stderr, JSONFormat: true})
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Trace, Output: logOutput, JSONFormat: true})
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -199,5 +200,39 @@ func waitOn(t *testing.T, ch <-chan struct{}, what string) {
 	case <-ch:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no %s within 20s", what)
+	}
+}
+
+// lineWatcher is a log sink that signals when a line containing want
+// arrives.
+type lineWatcher struct {
+	want string
+	seen chan string
+}
+
+func (w lineWatcher) Write(b []byte) (int, error) {
+	if line := string(b); strings.Contains(line, w.want) {
+		select {
+		case w.seen <- line:
+		default:
+		}
+	}
+	return len(b), nil
+}
+
+// The plugin's own logs come out under the host's logger, named after it.
+func TestPluginLogsAreReemitted(t *testing.T) {
+	w := lineWatcher{want: "configured", seen: make(chan string, 1)}
+	opts := fastOpts(t, nil)
+	opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "host", Output: w, Level: hclog.Debug})
+	p, err := Start(context.Background(), spec("ok"), opts)
+	require.NoError(t, err)
+	defer p.Stop()
+	select {
+	case line := <-w.seen:
+		require.Contains(t, line, "host.vertigo-testplugin")
+		require.Contains(t, line, "step=1")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plugin's log line never reached the host's logger")
 	}
 }

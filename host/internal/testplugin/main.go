@@ -85,6 +85,7 @@ func (p *plugin) SetConfig(_ context.Context, configJSON []byte, _ uint32) error
 	if cfg.Step < 0 {
 		return sdk.FieldErrors{{Field: "step", Message: "must be >= 0"}}
 	}
+	sdk.Logger(p.name).Info("configured", "step", cfg.Step)
 	return nil
 }
 

@@ -19,6 +19,10 @@ type LaunchOptions struct {
 	// SHA256, when set, pins the binary: go-plugin refuses to start a file
 	// whose hash differs (hex, 64 characters).
 	SHA256 string
+	// Dir is the plugin's working directory: the host sets it to its
+	// config file's directory, so that relative paths in a plugin's config
+	// mean the same as relative paths in the host's.
+	Dir string
 	// Logger receives the plugin's logs, re-emitted under this logger.
 	Logger hclog.Logger
 }
@@ -51,6 +55,7 @@ func Launch(opts LaunchOptions) (*Launched, error) {
 		secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	cmd := exec.Command(opts.Path, opts.Args...)
+	cmd.Dir = opts.Dir
 	// A process group of its own: a Ctrl-C at the host's terminal reaches
 	// the host, which then stops its plugins in order, instead of killing
 	// plugins under a host that is still using them.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -32,10 +33,20 @@ func (ps *Plugins) Stop() {
 func StartPlugins(ctx context.Context, cfg *config.Config, log hclog.Logger, onRestart func(string, error)) (*Plugins, hcl.Diagnostics) {
 	ps := &Plugins{ByKind: map[pb.Kind]*supervisor.Plugin{}}
 	var diags hcl.Diagnostics
+	dir, err := filepath.Abs(filepath.Dir(cfg.File))
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot resolve the config's directory", Detail: err.Error()}}
+	}
 	for _, pc := range cfg.Plugins {
+		// Absolute, because exec resolves a relative path against Dir.
+		path, err := filepath.Abs(pc.Path)
+		if err != nil {
+			diags = append(diags, pluginDiag(pc, "Cannot resolve the plugin's path", err))
+			continue
+		}
 		var decodeDiags hcl.Diagnostics
 		p, err := supervisor.Start(ctx, supervisor.Spec{
-			Name: pc.Name, Kind: pc.Kind, Path: pc.Path, Args: pc.Args, SHA256: pc.SHA256,
+			Name: pc.Name, Kind: pc.Kind, Path: path, Args: pc.Args, SHA256: pc.SHA256, Dir: dir,
 			Config: func(s *pb.ConfigSchema) ([]byte, error) {
 				js, d := pc.DecodeConfig(s)
 				decodeDiags = d

@@ -29,6 +29,8 @@ type Spec struct {
 	Path   string
 	Args   []string
 	SHA256 string
+	// Dir is the plugin's working directory (the config file's).
+	Dir string
 	// Config turns the schema the plugin sends into the configuration it
 	// is sent (the host decodes the plugin's HCL block against it). It is
 	// called once, at the first start; restarts re-send the same bytes.
@@ -111,7 +113,7 @@ func Start(ctx context.Context, spec Spec, opts Options) (*Plugin, error) {
 
 // launch starts a process and brings it to a configured state.
 func (p *Plugin) launch(ctx context.Context) (*sdk.Launched, *pb.PluginInfoResponse, map[string]bool, error) {
-	l, err := sdk.Launch(sdk.LaunchOptions{Path: p.spec.Path, Args: p.spec.Args, SHA256: p.spec.SHA256, Logger: p.log})
+	l, err := sdk.Launch(sdk.LaunchOptions{Path: p.spec.Path, Args: p.spec.Args, SHA256: p.spec.SHA256, Dir: p.spec.Dir, Logger: p.log})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("plugin %s: %w", p.spec.Name, err)
 	}

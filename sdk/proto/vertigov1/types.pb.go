@@ -209,8 +209,11 @@ type MetricsWindow struct {
 	// Online vCPUs and memory the guest saw when it took the sample.
 	OnlineVcpuMilli   []int64  `protobuf:"varint,8,rep,packed,name=online_vcpu_milli,json=onlineVcpuMilli,proto3" json:"online_vcpu_milli,omitempty"`
 	OnlineMemoryBytes []uint64 `protobuf:"varint,9,rep,packed,name=online_memory_bytes,json=onlineMemoryBytes,proto3" json:"online_memory_bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Guest uptime: it keeps growing across a live migration, and restarts
+	// from zero when the guest rebooted.
+	UptimeNanos   []int64 `protobuf:"varint,10,rep,packed,name=uptime_nanos,json=uptimeNanos,proto3" json:"uptime_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricsWindow) Reset() {
@@ -302,6 +305,13 @@ func (x *MetricsWindow) GetOnlineVcpuMilli() []int64 {
 func (x *MetricsWindow) GetOnlineMemoryBytes() []uint64 {
 	if x != nil {
 		return x.OnlineMemoryBytes
+	}
+	return nil
+}
+
+func (x *MetricsWindow) GetUptimeNanos() []int64 {
+	if x != nil {
+		return x.UptimeNanos
 	}
 	return nil
 }
@@ -449,7 +459,7 @@ const file_vertigo_v1_types_proto_rawDesc = "" +
 	"\x06Bounds\x12\"\n" +
 	"\x03min\x18\x01 \x01(\v2\x10.vertigo.v1.SizeR\x03min\x12\"\n" +
 	"\x03max\x18\x02 \x01(\v2\x10.vertigo.v1.SizeR\x03max\x12$\n" +
-	"\x04unit\x18\x03 \x01(\v2\x10.vertigo.v1.SizeR\x04unit\"\xf5\x02\n" +
+	"\x04unit\x18\x03 \x01(\v2\x10.vertigo.v1.SizeR\x04unit\"\x98\x03\n" +
 	"\rMetricsWindow\x12\x1e\n" +
 	"\vt_unix_nano\x18\x01 \x03(\x03R\ttUnixNano\x12\x14\n" +
 	"\x05load1\x18\x02 \x03(\x01R\x05load1\x12\x14\n" +
@@ -459,7 +469,9 @@ const file_vertigo_v1_types_proto_rawDesc = "" +
 	"\x11memory_used_bytes\x18\x06 \x03(\x04R\x0fmemoryUsedBytes\x12.\n" +
 	"\x13memory_cached_bytes\x18\a \x03(\x04R\x11memoryCachedBytes\x12*\n" +
 	"\x11online_vcpu_milli\x18\b \x03(\x03R\x0fonlineVcpuMilli\x12.\n" +
-	"\x13online_memory_bytes\x18\t \x03(\x04R\x11onlineMemoryBytes\"N\n" +
+	"\x13online_memory_bytes\x18\t \x03(\x04R\x11onlineMemoryBytes\x12!\n" +
+	"\fuptime_nanos\x18\n" +
+	" \x03(\x03R\vuptimeNanos\"N\n" +
 	"\x0fCacheWorkingSet\x12%\n" +
 	"\x0ewindow_seconds\x18\x01 \x03(\rR\rwindowSeconds\x12\x14\n" +
 	"\x05bytes\x18\x02 \x03(\x04R\x05bytes\"\xd0\x01\n" +

@@ -46,6 +46,9 @@ type Config struct {
 	Placement      Placement
 	Hypervisor     Hypervisor
 	Guests         Guests
+	// Migrator executes placement's migration plans; nil leaves plans
+	// shown, not acted on.
+	Migrator Migrator
 	Clock          Clock
 	Recorder       Recorder
 	Log            hclog.Logger
@@ -63,8 +66,17 @@ type Controller struct {
 
 	mu sync.Mutex // one pass at a time
 
-	plansMu sync.Mutex
-	plans   []*pb.Migration
+	plansMu    sync.Mutex
+	plans      []*pb.Migration
+	migrations map[string]*MigrationStatus // by VM, the last one each
+}
+
+// MigrationStatus is a migration in flight or just ended, for operators.
+type MigrationStatus struct {
+	VM, From, To, Reason string
+	State                string // planned, running, completed, failed
+	Progress             *pb.MigrationProgress
+	Error                string
 }
 
 // New returns a Controller; zero optional fields take defaults.
@@ -84,7 +96,7 @@ func New(cfg Config) *Controller {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 8
 	}
-	return &Controller{cfg: cfg, log: cfg.Log.Named("control")}
+	return &Controller{cfg: cfg, log: cfg.Log.Named("control"), migrations: map[string]*MigrationStatus{}}
 }
 
 // Plans is the last migration plan placement proposed.
@@ -109,6 +121,17 @@ func (c *Controller) Tick(ctx context.Context) error {
 		return err
 	}
 	return c.plan(ctx)
+}
+
+// DecideNow runs a pass for one VM, e.g. on a guest's pressure event.
+func (c *Controller) DecideNow(ctx context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	vm, err := c.cfg.Store.GetVM(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.pass(ctx, []model.VM{vm})
 }
 
 // placePending retries placing VMs that fitted nowhere: capacity may have
@@ -334,8 +357,7 @@ func (c *Controller) checkGrant(log hclog.Logger, vm model.VM, want model.Size, 
 }
 
 // plan asks placement which VMs should move off nodes above their
-// watermark. Executing the plan needs a hypervisor that migrates (a later
-// issue); until then it is shown, not acted on.
+// watermark, and carries the plan out when a Migrator is configured.
 func (c *Controller) plan(ctx context.Context) error {
 	plans, err := c.cfg.Placement.PlanMigrations(ctx)
 	if err != nil {
@@ -344,8 +366,105 @@ func (c *Controller) plan(ctx context.Context) error {
 	c.plansMu.Lock()
 	c.plans = plans
 	c.plansMu.Unlock()
+	if c.cfg.Migrator == nil {
+		return nil
+	}
+	for _, m := range plans {
+		if err := c.migrate(ctx, m.GetVm(), m.GetTo(), m.GetReason(), nil); err != nil {
+			c.log.Error("planned migration failed; the VM stays where it was", "vm", m.GetVm(), "to", m.GetTo(), "error", err)
+		}
+	}
 	return nil
 }
+
+// Migrate moves a VM to another node now (an operator's request).
+func (c *Controller) Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) error {
+	if c.cfg.Migrator == nil {
+		return errors.New("no hypervisor plugin that migrates is configured")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.migrate(ctx, vm, to, "requested by an operator", progress)
+}
+
+// Migrations are the last migration of each VM that had one.
+func (c *Controller) Migrations() []MigrationStatus {
+	c.plansMu.Lock()
+	defer c.plansMu.Unlock()
+	out := make([]MigrationStatus, 0, len(c.migrations))
+	for _, m := range c.migrations {
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VM < out[j].VM })
+	return out
+}
+
+// migrate runs with the pass lock held, so no grant can take the capacity
+// the VM's move needs or the source capacity a failed move falls back to.
+// Placement moves the reservation to the target first: it refuses a target
+// the VM does not fit, and while the move runs the target is never
+// overcommitted. On failure the reservation goes back to the source.
+func (c *Controller) migrate(ctx context.Context, name, to, reason string, progress func(*pb.MigrationProgress)) error {
+	vm, err := c.cfg.Store.GetVM(ctx, name)
+	if err != nil {
+		return err
+	}
+	if vm.Node == to {
+		return nil
+	}
+	if vm.Phase != model.PhaseRunning {
+		return fmt.Errorf("vm %q is %s, not running", name, vm.Phase)
+	}
+	from := vm.Node
+	st := &MigrationStatus{VM: name, From: from, To: to, Reason: reason, State: "running"}
+	update := func(f func(*MigrationStatus)) {
+		c.plansMu.Lock()
+		f(st)
+		c.migrations[name] = st
+		c.plansMu.Unlock()
+	}
+	update(func(*MigrationStatus) {})
+	fail := func(err error) error {
+		update(func(s *MigrationStatus) { s.State, s.Error = "failed", err.Error() })
+		return err
+	}
+	moved := vm
+	moved.Node = to
+	if errs, err := c.cfg.Placement.Apply(ctx, []*pb.PlacementEvent{{Event: &pb.PlacementEvent_VmUpsert{VmUpsert: moved.Placement()}}}); err != nil {
+		return fail(fmt.Errorf("placement: %w", err))
+	} else if len(errs) > 0 {
+		return fail(fmt.Errorf("placement refuses the move: %s", errs[0].GetMessage()))
+	}
+	vm.Phase = model.PhaseMigrating
+	if vm, err = c.cfg.Store.PutVM(ctx, vm); err != nil {
+		return fail(err)
+	}
+	err = c.cfg.Migrator.Migrate(ctx, name, to, func(p *pb.MigrationProgress) {
+		update(func(s *MigrationStatus) { s.Progress = p })
+		if progress != nil {
+			progress(p)
+		}
+	})
+	vm.Phase = model.PhaseRunning
+	if err != nil {
+		// The VM still runs on the source: give it its reservation back.
+		if errs, aerr := c.cfg.Placement.Apply(ctx, []*pb.PlacementEvent{{Event: &pb.PlacementEvent_VmUpsert{VmUpsert: vm.Placement()}}}); aerr != nil || len(errs) > 0 {
+			c.log.Error("restoring the source reservation after a failed migration; placement will be replayed", "vm", name, "error", aerr, "refused", errs)
+		}
+		if _, perr := c.cfg.Store.PutVM(ctx, vm); perr != nil {
+			c.log.Error("recording a failed migration", "vm", name, "error", perr)
+		}
+		return fail(err)
+	}
+	vm.Node = to
+	if _, err := c.cfg.Store.PutVM(ctx, vm); err != nil {
+		return fail(fmt.Errorf("the VM runs on %s but recording it failed: %w", to, err))
+	}
+	update(func(s *MigrationStatus) { s.State = "completed" })
+	c.log.Info("migrated", "vm", name, "from", from, "to", to, "reason", reason)
+	return nil
+}
+
 
 // each runs f for every VM with at most Parallel at once.
 func (c *Controller) each(ctx context.Context, vms []model.VM, f func(context.Context, model.VM)) {

@@ -211,3 +211,51 @@ func TestPendingVMIsPlacedWhenRoomAppears(t *testing.T) {
 	require.Equal(t, "n1", vm.Node)
 	require.Equal(t, model.PhaseDeclared, vm.Phase)
 }
+
+type fakeMigrator struct {
+	fail  error
+	calls []string
+	seen  func() // runs during the migration
+}
+
+func (m *fakeMigrator) Migrate(_ context.Context, vm, to string, progress func(*pb.MigrationProgress)) error {
+	m.calls = append(m.calls, vm+"->"+to)
+	if m.seen != nil {
+		m.seen()
+	}
+	progress(&pb.MigrationProgress{Phase: pb.MigrationPhase_MIGRATION_PHASE_TRANSFERRING, TransferredBytes: 1})
+	return m.fail
+}
+
+func TestMigrateMovesTheReservationFirst(t *testing.T) {
+	r := newRig(t, "a")
+	mig := &fakeMigrator{}
+	r.ctrl.cfg.Migrator = mig
+	mig.seen = func() {
+		last := r.pl.applied[len(r.pl.applied)-1].GetVmUpsert()
+		require.Equal(t, "n2", last.GetNode(), "the target holds the reservation while the VM moves")
+		require.Equal(t, model.PhaseMigrating, r.vm(t, "a").Phase)
+	}
+	var got []*pb.MigrationProgress
+	require.NoError(t, r.ctrl.Migrate(context.Background(), "a", "n2", func(p *pb.MigrationProgress) { got = append(got, p) }))
+	vm := r.vm(t, "a")
+	require.Equal(t, "n2", vm.Node)
+	require.Equal(t, model.PhaseRunning, vm.Phase)
+	require.Len(t, got, 1)
+	ms := r.ctrl.Migrations()
+	require.Equal(t, "completed", ms[0].State)
+}
+
+func TestFailedMigrationLeavesTheVMWhereItWas(t *testing.T) {
+	r := newRig(t, "a")
+	r.ctrl.cfg.Migrator = &fakeMigrator{fail: errors.New("destination died")}
+	require.ErrorContains(t, r.ctrl.Migrate(context.Background(), "a", "n2", nil), "destination died")
+	vm := r.vm(t, "a")
+	require.Equal(t, "n1", vm.Node)
+	require.Equal(t, model.PhaseRunning, vm.Phase)
+	last := r.pl.applied[len(r.pl.applied)-1].GetVmUpsert()
+	require.Equal(t, "n1", last.GetNode(), "the reservation went back to the source")
+	ms := r.ctrl.Migrations()
+	require.Equal(t, "failed", ms[0].State)
+	require.Contains(t, ms[0].Error, "destination died")
+}

@@ -47,6 +47,13 @@ type Hypervisor interface {
 	Resize(ctx context.Context, vm string, target model.Size, force bool, consentTimeout time.Duration) (Resized, error)
 }
 
+// Migrator live-migrates a VM to another node, reporting progress; it
+// returns nil only once the VM runs on the target. On error the VM still
+// runs where it was.
+type Migrator interface {
+	Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) error
+}
+
 // Guests hands out each VM's recent metrics and the guest events since the
 // last call. ok is false when the VM has reported nothing yet: no decision
 // is made on no data.

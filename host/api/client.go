@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -54,11 +55,75 @@ func (c *Client) RestartPlugin(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodPost, "/v1/plugins/"+url.PathEscape(name)+"/restart", nil)
 }
 
+// LoadVM asks the VM's guest to generate load.
+func (c *Client) LoadVM(ctx context.Context, name string, req LoadRequest) error {
+	return c.doBody(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(name)+"/load", req, nil)
+}
+
+// MigrateVM moves a VM, calling progress for every update; it returns once
+// the host says the move completed or failed.
+func (c *Client) MigrateVM(ctx context.Context, name, to string, progress func(Migration)) error {
+	resp, err := c.send(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(name)+"/migrate", MigrateRequest{To: to})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		// The final {"error": ...} line decodes into Migration.Error.
+		var line Migration
+		if err := dec.Decode(&line); err == io.EOF {
+			return fmt.Errorf("vertigo api: the host ended the migration stream without an outcome")
+		} else if err != nil {
+			return fmt.Errorf("vertigo api: reading migration progress: %w", err)
+		}
+		if line.Error != "" {
+			return fmt.Errorf("migration of %s failed: %s", name, line.Error)
+		}
+		progress(line)
+		if line.State == "completed" {
+			return nil
+		}
+	}
+}
+
 // do sends a request and decodes a JSON answer into out when out is not nil.
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, nil)
+	return c.doBody(ctx, method, path, nil, out)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
 	if err != nil {
-		return fmt.Errorf("vertigo api: %w", err)
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("vertigo api: decoding %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// send sends a request with in (when not nil) as its JSON body, and
+// returns a successful response for the caller to read and close.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("vertigo api: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("vertigo api: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -69,19 +134,13 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("vertigo api: %w", err)
+		return nil, fmt.Errorf("vertigo api: %w", err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return statusError(resp)
+		defer resp.Body.Close()
+		return nil, statusError(resp)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("vertigo api: decoding %s %s: %w", method, path, err)
-	}
-	return nil
+	return resp, nil
 }
 
 // statusError reads the API's {"error": ...}, or whatever text answered

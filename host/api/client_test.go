@@ -92,3 +92,29 @@ func TestClientReportsAnAbsentServer(t *testing.T) {
 	_, err = (&api.Client{Addr: addr}).Status(context.Background())
 	require.ErrorContains(t, err, "connection refused")
 }
+
+func TestClientLoadAndMigrate(t *testing.T) {
+	b := &fakeBackend{}
+	s := startServer(t, b)
+	c := &api.Client{Addr: s.Addr(), Token: testToken}
+	ctx := context.Background()
+
+	req := api.LoadRequest{CPUWorkers: 2, MemoryBytes: 1 << 30, DurationNs: 60e9}
+	require.NoError(t, c.LoadVM(ctx, "pg-1", req))
+	require.Equal(t, []api.LoadRequest{req}, b.loads)
+	require.ErrorIs(t, c.LoadVM(ctx, "ghost", req), api.ErrNotFound)
+	require.ErrorContains(t, c.LoadVM(ctx, "pg-1", api.LoadRequest{CPUWorkers: 1}), "duration_ns: must be > 0")
+
+	var seen []api.Migration
+	require.NoError(t, c.MigrateVM(ctx, "pg-1", "node-b", func(m api.Migration) { seen = append(seen, m) }))
+	require.Len(t, seen, 2)
+	require.Equal(t, "completed", seen[1].State)
+	require.Equal(t, "100B/100B at 0B/s, downtime 30ms", api.ProgressText(seen[1]))
+
+	err := c.MigrateVM(ctx, "pg-1", "nowhere", func(api.Migration) {})
+	require.ErrorContains(t, err, `migration of pg-1 failed: no node "nowhere"`)
+	require.ErrorContains(t, c.MigrateVM(ctx, "pg-1", "", func(api.Migration) {}), "to: name the target node")
+
+	unauth := &api.Client{Addr: s.Addr()}
+	require.Error(t, unauth.LoadVM(ctx, "pg-1", req), "changes need the token")
+}

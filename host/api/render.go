@@ -29,13 +29,19 @@ func RenderStatus(w io.Writer, s Status, now time.Time) {
 			strconv.Itoa(len(n.VMs)))
 	}
 
-	vms := table{title: "VMS", header: []string{"NAME", "NODE", "PHASE", "SIZE", "RESERVED", "DECIDED", "OUTCOME", "REASON"}}
+	vms := table{title: "VMS", header: []string{"NAME", "NODE", "PHASE", "SIZE", "RESERVED", "LOAD1", "MEM USED", "UPTIME", "DECIDED", "OUTCOME", "REASON"}}
 	for _, vm := range sortedBy(s.VMs, func(vm model.VM) string { return vm.Name }) {
 		decided, outcome, reason := "-", "-", "-"
 		if d := vm.LastDecision; d != nil {
 			decided, outcome, reason = age(now.Sub(d.At))+" ago", d.Outcome, d.Reason
 		}
-		vms.add(vm.Name, vm.Node, string(vm.Phase), vm.Size.String(), vm.Reserved.String(), decided, outcome, reason)
+		load, used, uptime := "-", "-", "-"
+		if u, ok := s.Usage[vm.Name]; ok {
+			load = strconv.FormatFloat(u.Load1, 'f', 2, 64)
+			used = model.FormatBytes(u.MemoryUsed) + "/" + model.FormatBytes(u.OnlineMemory)
+			uptime = age(time.Duration(u.UptimeNanos))
+		}
+		vms.add(vm.Name, vm.Node, string(vm.Phase), vm.Size.String(), vm.Reserved.String(), load, used, uptime, decided, outcome, reason)
 	}
 
 	plugins := table{title: "PLUGINS", header: []string{"NAME", "KIND", "VERSION", "PID", "RESTARTS", "HEALTHY"}}
@@ -50,9 +56,13 @@ func RenderStatus(w io.Writer, s Status, now time.Time) {
 		plugins.add(p.Name, p.Kind, p.Version, pid, strconv.Itoa(p.Restarts), healthy)
 	}
 
-	migrations := table{title: "MIGRATIONS", header: []string{"VM", "FROM", "TO", "STATE", "REASON"}}
+	migrations := table{title: "MIGRATIONS", header: []string{"VM", "FROM", "TO", "STATE", "PROGRESS", "REASON"}}
 	for _, m := range sortedBy(s.Migrations, func(m Migration) string { return m.VM }) {
-		migrations.add(m.VM, m.From, m.To, m.State, m.Reason)
+		reason := m.Reason
+		if m.Error != "" {
+			reason += ": " + m.Error
+		}
+		migrations.add(m.VM, m.From, m.To, m.State, ProgressText(m), reason)
 	}
 
 	for _, t := range []table{nodes, vms, plugins, migrations} {
@@ -139,4 +149,18 @@ func age(d time.Duration) string {
 		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
 	}
 	return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
+}
+
+// ProgressText is a migration's progress in a few words: bytes moved of
+// the total, rate, and the downtime once known.
+func ProgressText(m Migration) string {
+	if m.TransferredBytes == 0 && m.RemainingBytes == 0 {
+		return "-"
+	}
+	total := m.TransferredBytes + m.RemainingBytes
+	s := fmt.Sprintf("%s/%s at %s/s", model.FormatBytes(m.TransferredBytes), model.FormatBytes(total), model.FormatBytes(m.BytesPerSecond))
+	if m.DowntimeNanos > 0 {
+		s += fmt.Sprintf(", downtime %s", time.Duration(m.DowntimeNanos).Round(time.Millisecond))
+	}
+	return s
 }

@@ -57,7 +57,11 @@ func TestRenderStatus(t *testing.T) {
 		},
 		Migrations: []api.Migration{
 			{VM: "pg-users", From: "node-a", To: "node-b", Reason: "node-a above watermark", State: "planned"},
-			{VM: "pg-orders", From: "node-a", To: "node-b", Reason: "node-a above watermark", State: "active"},
+			{VM: "pg-orders", From: "node-a", To: "node-b", Reason: "node-a above watermark", State: "running",
+				TransferredBytes: gib, RemainingBytes: 3 * gib, BytesPerSecond: gib / 2},
+		},
+		Usage: map[string]api.Usage{
+			"pg-orders": {Load1: 3.9, OnlineVCPUMilli: 4000, MemoryUsed: 3 * gib, OnlineMemory: 4 * gib, UptimeNanos: int64(26 * time.Hour)},
 		},
 	}
 

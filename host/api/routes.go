@@ -25,6 +25,8 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		{http.MethodGet, "/v1/status", http.HandlerFunc(s.status)},
 		{http.MethodPost, "/v1/tick", http.HandlerFunc(s.tick)},
 		{http.MethodPost, "/v1/plugins/{name}/restart", http.HandlerFunc(s.restartPlugin)},
+		{http.MethodPost, "/v1/vms/{name}/load", http.HandlerFunc(s.loadVM)},
+		{http.MethodPost, "/v1/vms/{name}/migrate", http.HandlerFunc(s.migrateVM)},
 		{http.MethodGet, "/metrics", metrics},
 		{http.MethodGet, "/healthz", http.HandlerFunc(healthz)},
 	} {
@@ -71,6 +73,75 @@ func (s *Server) restartPlugin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) loadVM(w http.ResponseWriter, r *http.Request) {
+	var req LoadRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	switch {
+	case req.DurationNs <= 0:
+		writeError(w, http.StatusBadRequest, "duration_ns: must be > 0")
+		return
+	case req.CPUWorkers == 0 && req.MemoryBytes == 0:
+		writeError(w, http.StatusBadRequest, "cpu_workers, memory_bytes: ask for some CPU or memory load")
+		return
+	}
+	name := r.PathValue("name")
+	s.log.Info("load requested through the api", "vm", name, "cpu_workers", req.CPUWorkers, "memory_bytes", req.MemoryBytes, "duration", req.DurationNs)
+	if err := s.backend.LoadVM(r.Context(), name, req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// migrateVM answers with one JSON Migration per line as the move goes, and
+// a last line that is either the completed Migration or {"error": ...}:
+// the client draws a progress bar from them.
+func (s *Server) migrateVM(w http.ResponseWriter, r *http.Request) {
+	var req MigrateRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.To == "" {
+		writeError(w, http.StatusBadRequest, "to: name the target node")
+		return
+	}
+	name := r.PathValue("name")
+	s.log.Info("migration requested through the api", "vm", name, "to", req.To)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	send := func(v any) {
+		_ = enc.Encode(v)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	if err := s.backend.MigrateVM(r.Context(), name, req.To, func(m Migration) { send(m) }); err != nil {
+		send(errorBody{Error: err.Error()})
+	}
+}
+
+// decodeBody decodes a JSON request body, refusing unknown fields so a
+// misspelt option is an error rather than a default.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", tooLarge.Limit)
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "request body: %v", err)
+	default:
+		return true
+	}
+	return false
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) {

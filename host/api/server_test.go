@@ -31,6 +31,30 @@ type fakeBackend struct {
 	mu        sync.Mutex
 	ticks     int
 	restarted []string
+	loads     []api.LoadRequest
+}
+
+func (b *fakeBackend) LoadVM(_ context.Context, name string, req api.LoadRequest) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if name != "pg-1" {
+		return fmt.Errorf("vm %q: %w", name, api.ErrNotFound)
+	}
+	b.loads = append(b.loads, req)
+	return nil
+}
+
+// MigrateVM reports two progress steps; a move to "nowhere" fails after
+// the first.
+func (b *fakeBackend) MigrateVM(_ context.Context, name, to string, progress func(api.Migration)) error {
+	m := api.Migration{VM: name, From: "node-a", To: to, State: "running", TransferredBytes: 10, RemainingBytes: 90}
+	progress(m)
+	if to == "nowhere" {
+		return fmt.Errorf("no node %q", to)
+	}
+	m.State, m.TransferredBytes, m.RemainingBytes, m.DowntimeNanos = "completed", 100, 0, 30e6
+	progress(m)
+	return nil
 }
 
 func (b *fakeBackend) Status(context.Context) (api.Status, error) { return b.status, b.statusErr }

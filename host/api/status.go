@@ -19,6 +19,17 @@ type Status struct {
 	VMs        []model.VM     `json:"vms"`
 	Plugins    []PluginStatus `json:"plugins"`
 	Migrations []Migration    `json:"migrations"` // planned or active
+	// Usage is what each running VM's guest last reported, by VM name.
+	Usage map[string]Usage `json:"usage,omitempty"`
+}
+
+// Usage is a guest's latest report.
+type Usage struct {
+	Load1           float64 `json:"load1"`
+	OnlineVCPUMilli int64   `json:"online_vcpu_milli"`
+	MemoryUsed      uint64  `json:"memory_used"`
+	OnlineMemory    uint64  `json:"online_memory"`
+	UptimeNanos     int64   `json:"uptime_ns"`
 }
 
 // NodeStatus is one node's capacity and what placement has reserved on it.
@@ -50,6 +61,26 @@ type Migration struct {
 	To     string `json:"to"`
 	Reason string `json:"reason"`
 	State  string `json:"state"`
+	// Progress of a running or finished migration.
+	TransferredBytes uint64 `json:"transferred_bytes,omitempty"`
+	RemainingBytes   uint64 `json:"remaining_bytes,omitempty"`
+	BytesPerSecond   uint64 `json:"bytes_per_second,omitempty"`
+	ElapsedNanos     int64  `json:"elapsed_ns,omitempty"`
+	DowntimeNanos    int64  `json:"downtime_ns,omitempty"`
+	Error            string `json:"error,omitempty"`
+}
+
+// LoadRequest asks a VM's guest to generate load, so that scaling can be
+// watched.
+type LoadRequest struct {
+	CPUWorkers  uint32 `json:"cpu_workers"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	DurationNs  int64  `json:"duration_ns"`
+}
+
+// MigrateRequest asks for a VM to be moved now.
+type MigrateRequest struct {
+	To string `json:"to"`
 }
 
 // ErrNotFound is what a Backend returns (possibly wrapped) for a name it
@@ -62,4 +93,9 @@ type Backend interface {
 	// Tick runs one control-loop pass now.
 	Tick(ctx context.Context) error
 	RestartPlugin(ctx context.Context, name string) error
+	// LoadVM has the VM's guest generate load.
+	LoadVM(ctx context.Context, name string, req LoadRequest) error
+	// MigrateVM moves the VM, calling progress as it goes; it returns when
+	// the VM runs on the target or the move failed.
+	MigrateVM(ctx context.Context, name, to string, progress func(Migration)) error
 }

@@ -2,11 +2,16 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/vertigo-autoscaler/vertigo/host/control"
+	"github.com/vertigo-autoscaler/vertigo/host/model"
 	"github.com/vertigo-autoscaler/vertigo/host/supervisor"
 	"github.com/vertigo-autoscaler/vertigo/sdk"
 	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
@@ -105,4 +110,101 @@ func (p placementClient) Snapshot(ctx context.Context) (*pb.SnapshotResponse, er
 	return call(ctx, p.caller, "Snapshot", func(ctx context.Context, c *sdk.Client) (*pb.SnapshotResponse, error) {
 		return c.Placement.Snapshot(ctx, &pb.SnapshotRequest{})
 	})
+}
+
+// hypervisorClient is the hypervisor plugin as the loop and the daemon use
+// it.
+type hypervisorClient struct{ caller }
+
+func (h hypervisorClient) Resize(ctx context.Context, vm string, target model.Size, force bool, consent time.Duration) (control.Resized, error) {
+	// A resize waits for the guest (consent, onlining): allow it the
+	// consent time on top of the usual call timeout.
+	c := h.caller
+	c.timeout += consent
+	resp, err := call(ctx, c, "Resize", func(ctx context.Context, cl *sdk.Client) (*pb.ResizeResponse, error) {
+		return cl.Hypervisor.Resize(ctx, &pb.ResizeRequest{Name: vm, Target: target.Proto(), Force: force, ConsentTimeoutNanos: int64(consent)})
+	})
+	if err != nil {
+		return control.Resized{}, err
+	}
+	return control.Resized{Actual: model.SizeFrom(resp.GetActual()), Refused: resp.GetRefused(), Reason: resp.GetRefusalReason()}, nil
+}
+
+// StartVM boots a VM; it may take as long as a guest takes to boot.
+func (h hypervisorClient) StartVM(ctx context.Context, spec *pb.VMSpec, boot time.Duration) (*pb.VMStatus, error) {
+	c := h.caller
+	c.timeout += boot
+	resp, err := call(ctx, c, "StartVM", func(ctx context.Context, cl *sdk.Client) (*pb.StartVMResponse, error) {
+		return cl.Hypervisor.StartVM(ctx, &pb.StartVMRequest{Spec: spec})
+	})
+	return resp.GetStatus(), err
+}
+
+func (h hypervisorClient) StopVM(ctx context.Context, name string, grace time.Duration) error {
+	c := h.caller
+	c.timeout += grace
+	_, err := call(ctx, c, "StopVM", func(ctx context.Context, cl *sdk.Client) (*pb.StopVMResponse, error) {
+		return cl.Hypervisor.StopVM(ctx, &pb.StopVMRequest{Name: name, GraceNanos: int64(grace)})
+	})
+	return err
+}
+
+func (h hypervisorClient) ListVMs(ctx context.Context) ([]*pb.VMStatus, error) {
+	resp, err := call(ctx, h.caller, "ListVMs", func(ctx context.Context, cl *sdk.Client) (*pb.ListVMsResponse, error) {
+		return cl.Hypervisor.ListVMs(ctx, &pb.ListVMsRequest{})
+	})
+	return resp.GetVms(), err
+}
+
+func (h hypervisorClient) GenerateLoad(ctx context.Context, req *pb.GenerateLoadRequest) error {
+	_, err := call(ctx, h.caller, "GenerateLoad", func(ctx context.Context, cl *sdk.Client) (*pb.GenerateLoadResponse, error) {
+		return cl.Hypervisor.GenerateLoad(ctx, req)
+	})
+	return err
+}
+
+// hypervisorMigrator is control.Migrator over the plugin's progress stream.
+type hypervisorMigrator struct {
+	caller
+	bandwidth uint64
+	downtime  time.Duration
+}
+
+func (h hypervisorMigrator) Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) error {
+	cl, err := h.get()
+	if err != nil {
+		return err
+	}
+	stream, err := cl.Hypervisor.Migrate(ctx, &pb.MigrateRequest{Name: vm, TargetNode: to, MaxBandwidthBytesPerSecond: h.bandwidth, DowntimeLimitNanos: int64(h.downtime)})
+	if err != nil {
+		return err
+	}
+	for {
+		p, err := stream.Recv()
+		if err == io.EOF {
+			return fmt.Errorf("the hypervisor ended the migration of %s without an outcome", vm)
+		}
+		if err != nil {
+			h.kick()
+			return err
+		}
+		progress(p)
+		switch p.GetPhase() {
+		case pb.MigrationPhase_MIGRATION_PHASE_COMPLETED:
+			return nil
+		case pb.MigrationPhase_MIGRATION_PHASE_FAILED, pb.MigrationPhase_MIGRATION_PHASE_CANCELLED:
+			return fmt.Errorf("migration %s: %s", strings.ToLower(strings.TrimPrefix(p.GetPhase().String(), "MIGRATION_PHASE_")), p.GetMessage())
+		}
+	}
+}
+
+// reports opens the plugin's guest report stream for guests.Buffer.
+func (h hypervisorClient) reports(ctx context.Context) (interface {
+	Recv() (*pb.GuestReport, error)
+}, error) {
+	cl, err := h.get()
+	if err != nil {
+		return nil, err
+	}
+	return cl.Hypervisor.GuestReports(ctx, &pb.GuestReportsRequest{})
 }

@@ -20,15 +20,19 @@ import (
 // the file says. A change placement refuses (a node shrunk below what its
 // VMs use, a VM pinned where it does not fit) is an error: the host does not
 // start on a fleet it cannot account for.
-func Reconcile(ctx context.Context, cfg *config.Config, s store.Store, p control.Placement, log hclog.Logger) error {
+func Reconcile(ctx context.Context, cfg *config.Config, s store.Store, p control.Placement, stop stopFunc, log hclog.Logger) error {
 	if err := control.ReplayPlacement(ctx, p, s); err != nil {
 		return err
 	}
 	if err := reconcileNodes(ctx, cfg, s, p); err != nil {
 		return err
 	}
-	return reconcileVMs(ctx, cfg, s, p, log)
+	return reconcileVMs(ctx, cfg, s, p, stop, log)
 }
+
+// stopFunc stops a VM that left the configuration; nil when no hypervisor
+// runs VMs.
+type stopFunc func(ctx context.Context, vm string) error
 
 func reconcileNodes(ctx context.Context, cfg *config.Config, s store.Store, p control.Placement) error {
 	stored, err := s.ListNodes(ctx)
@@ -64,7 +68,7 @@ func reconcileNodes(ctx context.Context, cfg *config.Config, s store.Store, p co
 	return nil
 }
 
-func reconcileVMs(ctx context.Context, cfg *config.Config, s store.Store, p control.Placement, log hclog.Logger) error {
+func reconcileVMs(ctx context.Context, cfg *config.Config, s store.Store, p control.Placement, stop stopFunc, log hclog.Logger) error {
 	stored, err := s.ListVMs(ctx)
 	if err != nil {
 		return err
@@ -96,9 +100,12 @@ func reconcileVMs(ctx context.Context, cfg *config.Config, s store.Store, p cont
 		}
 	}
 	for _, gone := range byName {
-		// Without a hypervisor plugin there is nothing to stop: removing the
-		// VM from the config removes it from the fleet.
-		log.Info("vm removed from the config; releasing it", "vm", gone.Name)
+		log.Info("vm removed from the config; stopping and releasing it", "vm", gone.Name)
+		if stop != nil {
+			if err := stop(ctx, gone.Name); err != nil {
+				return fmt.Errorf("vm %q was removed from the config, but stopping it failed: %w", gone.Name, err)
+			}
+		}
 		if err := apply(ctx, p, &pb.PlacementEvent{Event: &pb.PlacementEvent_VmRemove{VmRemove: gone.Name}}); err != nil {
 			return fmt.Errorf("vm %q: %w", gone.Name, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/vertigo-autoscaler/vertigo/host/api"
 	"github.com/vertigo-autoscaler/vertigo/host/config"
 	"github.com/vertigo-autoscaler/vertigo/host/control"
+	"github.com/vertigo-autoscaler/vertigo/host/guests"
 	"github.com/vertigo-autoscaler/vertigo/host/metrics"
 	"github.com/vertigo-autoscaler/vertigo/host/store"
 	"github.com/vertigo-autoscaler/vertigo/host/supervisor"
@@ -33,6 +34,10 @@ type Host struct {
 	metrics   *metrics.Metrics
 	api       *api.Server
 	clock     control.Clock
+	// hv and guests are nil when no hypervisor plugin is configured.
+	hv      *hypervisorClient
+	guests  *guests.Buffer
+	trigger chan string // VMs whose guests raised pressure
 }
 
 // ConfigError carries the diagnostics that kept the host from starting.
@@ -49,7 +54,7 @@ func Start(ctx context.Context, cfg *config.Config, log hclog.Logger) (*Host, er
 	if diags.HasErrors() {
 		return nil, &ConfigError{Text: config.Format(diags)}
 	}
-	h := &Host{cfg: cfg, log: log, plugins: plugins, metrics: m, clock: control.RealClock{}}
+	h := &Host{cfg: cfg, log: log, plugins: plugins, metrics: m, clock: control.RealClock{}, trigger: make(chan string, 64)}
 	if err := h.start(ctx); err != nil {
 		h.Close()
 		return nil, err
@@ -70,11 +75,7 @@ func (h *Host) start(ctx context.Context) error {
 	pp.OnStart(func(ctx context.Context, c *sdk.Client) error {
 		return control.ReplayPlacement(ctx, placementClient{direct(pp.Name(), c, timeout)}, h.store)
 	})
-	if err := Reconcile(ctx, h.cfg, h.store, h.placement, h.log); err != nil {
-		return fmt.Errorf("reconciling the fleet with %s: %w", h.cfg.File, err)
-	}
-
-	h.ctrl = control.New(control.Config{
+	cc := control.Config{
 		Store:          h.store,
 		Scaler:         scalerClient{supervised(h.plugins.ByKind[pb.Kind_KIND_SCALER], timeout, h.metrics.ObservePluginCall)},
 		Placement:      h.placement,
@@ -82,7 +83,25 @@ func (h *Host) start(ctx context.Context) error {
 		Recorder:       h.metrics,
 		Log:            h.log,
 		ConsentTimeout: h.cfg.Loop.ConsentTimeout,
-	})
+	}
+	var stop stopFunc
+	if hp := h.plugins.ByKind[pb.Kind_KIND_HYPERVISOR]; hp != nil {
+		c := supervised(hp, timeout, h.metrics.ObservePluginCall)
+		h.hv = &hypervisorClient{c}
+		h.guests = guests.New(h.cfg.Loop.MetricsWindow, h.log.Named("guests"), h.pressure)
+		cc.Hypervisor, cc.Guests = h.hv, h.guests
+		cc.Migrator = hypervisorMigrator{caller: c, bandwidth: h.cfg.Loop.MigrationBandwidth, downtime: h.cfg.Loop.MigrationDowntime}
+		stop = func(ctx context.Context, vm string) error { return h.hv.StopVM(ctx, vm, stopGrace) }
+	}
+	if err := Reconcile(ctx, h.cfg, h.store, h.placement, stop, h.log); err != nil {
+		return fmt.Errorf("reconciling the fleet with %s: %w", h.cfg.File, err)
+	}
+	if h.hv != nil {
+		if err := h.adoptVMs(ctx); err != nil {
+			return err
+		}
+	}
+	h.ctrl = control.New(cc)
 
 	token, err := api.EnsureToken(h.cfg.API.TokenFile)
 	if err != nil {
@@ -102,8 +121,11 @@ func (h *Host) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.Run(ctx) }()
 	}
-	if h.plugins.ByKind[pb.Kind_KIND_HYPERVISOR] == nil {
+	if h.hv == nil {
 		h.log.Warn("no hypervisor plugin configured: VMs are declared and accounted, not started or resized")
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.guests.Follow(ctx, h.hv.reports) }()
 	}
 	h.log.Info("vertigo host running", "api", h.api.Addr(), "state_dir", h.cfg.StateDir, "interval", h.cfg.Loop.Interval)
 	t := time.NewTicker(h.cfg.Loop.Interval)
@@ -117,13 +139,33 @@ func (h *Host) Run(ctx context.Context) {
 			wg.Wait()
 			return
 		case <-t.C:
+		case vm := <-h.trigger:
+			// A guest under pressure skips the wait for the next tick.
+			if err := h.ctrl.DecideNow(ctx, vm); err != nil && ctx.Err() == nil {
+				h.log.Error("pressure-triggered decision failed", "vm", vm, "error", err)
+			}
+			continue
 		}
+	}
+}
+
+// pressure queues a VM for an immediate decision; a full queue means
+// decisions are due anyway.
+func (h *Host) pressure(vm string) {
+	select {
+	case h.trigger <- vm:
+	default:
 	}
 }
 
 // Tick runs one control-loop pass and refreshes the fleet gauges.
 func (h *Host) Tick(ctx context.Context) error {
 	start := time.Now()
+	if h.hv != nil {
+		if err := h.startPlaced(ctx); err != nil {
+			return err
+		}
+	}
 	err := h.ctrl.Tick(ctx)
 	h.metrics.ObserveTick(time.Since(start))
 	if st, serr := h.Status(ctx); serr == nil {
@@ -196,8 +238,29 @@ func (h *Host) Status(ctx context.Context) (api.Status, error) {
 	}
 	sort.Slice(st.Plugins, func(i, j int) bool { return st.Plugins[i].Name < st.Plugins[j].Name })
 	if h.ctrl != nil {
+		seen := map[string]bool{}
+		for _, m := range h.ctrl.Migrations() {
+			am := api.Migration{VM: m.VM, From: m.From, To: m.To, Reason: m.Reason, State: m.State, Error: m.Error}
+			fillProgress(&am, m.Progress)
+			st.Migrations = append(st.Migrations, am)
+			seen[m.VM] = true
+		}
+		state := "planned"
+		if h.hv == nil {
+			state = "planned (no hypervisor plugin to execute it)"
+		}
 		for _, m := range h.ctrl.Plans() {
-			st.Migrations = append(st.Migrations, api.Migration{VM: m.GetVm(), From: m.GetFrom(), To: m.GetTo(), Reason: m.GetReason(), State: "planned (no hypervisor plugin to execute it)"})
+			if !seen[m.GetVm()] {
+				st.Migrations = append(st.Migrations, api.Migration{VM: m.GetVm(), From: m.GetFrom(), To: m.GetTo(), Reason: m.GetReason(), State: state})
+			}
+		}
+	}
+	if h.guests != nil {
+		st.Usage = map[string]api.Usage{}
+		for _, vm := range vms {
+			if s, ok := h.guests.Latest(vm.Name); ok {
+				st.Usage[vm.Name] = api.Usage{Load1: s.Load1, OnlineVCPUMilli: s.OnlineVCPUMilli, MemoryUsed: s.MemoryUsed, OnlineMemory: s.OnlineMemory, UptimeNanos: s.UptimeNanos}
+			}
 		}
 	}
 	return st, nil

@@ -41,14 +41,14 @@ const (
 // Config wires a Controller. Hypervisor and Guests may be nil: then VMs are
 // only declared and accounted, and nothing is resized.
 type Config struct {
-	Store          store.Store
-	Scaler         Scaler
-	Placement      Placement
-	Hypervisor     Hypervisor
-	Guests         Guests
+	Store      store.Store
+	Scaler     Scaler
+	Placement  Placement
+	Hypervisor Hypervisor
+	Guests     Guests
 	// Migrator executes placement's migration plans; nil leaves plans
 	// shown, not acted on.
-	Migrator Migrator
+	Migrator       Migrator
 	Clock          Clock
 	Recorder       Recorder
 	Log            hclog.Logger
@@ -464,7 +464,6 @@ func (c *Controller) migrate(ctx context.Context, name, to, reason string, progr
 	c.log.Info("migrated", "vm", name, "from", from, "to", to, "reason", reason)
 	return nil
 }
-
 
 // each runs f for every VM with at most Parallel at once.
 func (c *Controller) each(ctx context.Context, vms []model.VM, f func(context.Context, model.VM)) {

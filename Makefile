@@ -10,13 +10,30 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 SDK_MODULE := github.com/vertigo-autoscaler/vertigo/sdk
 
-BINARIES := $(BIN)/vertigo $(BIN)/vertigo-scaler $(BIN)/vertigo-placement
+BINARIES := $(BIN)/vertigo $(BIN)/vertigo-scaler $(BIN)/vertigo-placement $(BIN)/vertigo-qemu
+GUEST := build/guest
+# Debian packages the VMs need: QEMU (TCG here), busybox for the guest image.
+APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static
 
-.PHONY: all build run test check-proto proto deps-proto bench clean FORCE
+.PHONY: all build run test check-proto proto deps deps-proto guest bench clean FORCE
 
 all: build
 
 build: $(BINARIES)
+
+# deps installs the Debian packages that are missing (apt-get update only
+# when something is).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# guest builds the guest kernel (from Debian's package, cached under
+# ~/.cache/vertigo) and the initramfs with busybox and the agent.
+guest: deps
+	plugins/hypervisor-qemu/guest/build.sh $(GUEST)
 
 # Go decides what is stale; FORCE hands it every build.
 $(BIN)/vertigo: FORCE
@@ -25,18 +42,21 @@ $(BIN)/vertigo-scaler: FORCE
 	$(GO) build -o $@ ./plugins/scaler
 $(BIN)/vertigo-placement: FORCE
 	$(GO) build -o $@ ./plugins/placement
+$(BIN)/vertigo-qemu: FORCE
+	$(GO) build -o $@ ./plugins/hypervisor-qemu
 
-run: build
+run: build guest
 	$(BIN)/vertigo validate config.hcl
 	$(BIN)/vertigo run -config config.hcl
 
-test: build check-proto
+test: build guest check-proto
 	$(GO) vet ./... && (cd sdk && $(GO) vet ./...)
 	cd sdk && $(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 ./...
 	$(BIN)/vertigo validate config.hcl
 	$(BIN)/vertigo plugin conformance scaler $(BIN)/vertigo-scaler
 	$(BIN)/vertigo plugin conformance placement $(BIN)/vertigo-placement
+	$(BIN)/vertigo plugin conformance hypervisor $(BIN)/vertigo-qemu -config plugins/hypervisor-qemu/conformance.hcl
 
 bench: build
 	$(BIN)/vertigo bench plugin-call
@@ -67,4 +87,4 @@ check-proto: deps-proto
 	diff -r $$tmp/proto/vertigov1 proto/vertigov1 >/dev/null || { echo "sdk/proto/vertigov1 is stale: run 'make proto'"; exit 1; }
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build

@@ -21,7 +21,8 @@ var baseGroup = group{
 	specs: []spec{
 		{name: "plugin_info", check: checkPluginInfo},
 		{name: "config_schema", check: checkConfigSchema},
-		{name: "set_config_defaults", check: checkSetConfigDefaults},
+		// The name predates Options.ConfigJSON, which it sends when set.
+		{name: "set_config_defaults", check: checkSetConfig},
 		{name: "set_config_unknown_field", check: checkSetConfigUnknownField},
 		{name: "health", check: checkHealth},
 		{name: "capabilities", check: checkCapabilities},
@@ -58,7 +59,7 @@ func checkConfigSchema(_ context.Context, s *session) error {
 			return fmt.Errorf("attributes[%d] (%s): %w", i, a.GetName(), err)
 		}
 	}
-	_, err := s.defaults()
+	_, err := s.config()
 	return err
 }
 
@@ -108,7 +109,7 @@ func (s *session) defaults() ([]byte, error) {
 	return b, nil
 }
 
-func checkSetConfigDefaults(ctx context.Context, s *session) error {
+func checkSetConfig(ctx context.Context, s *session) error {
 	if err := s.configure(ctx); err != nil {
 		return err
 	}
@@ -119,13 +120,13 @@ func checkSetConfigDefaults(ctx context.Context, s *session) error {
 }
 
 func checkSetConfigUnknownField(ctx context.Context, s *session) error {
-	defaults, err := s.defaults()
+	base, err := s.config()
 	if err != nil {
 		return err
 	}
 	var cfg map[string]json.RawMessage
-	if err := json.Unmarshal(defaults, &cfg); err != nil {
-		return fmt.Errorf("decoding defaults: %w", err)
+	if err := json.Unmarshal(base, &cfg); err != nil {
+		return fmt.Errorf("decoding the configuration %s: %w", base, err)
 	}
 	cfg[unknownField] = json.RawMessage("true")
 	withUnknown, err := json.Marshal(cfg)
@@ -139,7 +140,7 @@ func checkSetConfigUnknownField(ctx context.Context, s *session) error {
 	refused := s.c.Configure(ctx, withUnknown, version) != nil
 	// Whatever the plugin did, leave it configured for the specs that follow.
 	if err := s.configure(ctx); err != nil {
-		return fmt.Errorf("restoring defaults: %w", err)
+		return fmt.Errorf("restoring the configuration: %w", err)
 	}
 	if !refused {
 		return fmt.Errorf("SetConfig accepted unknown field %q: plugins must refuse settings they do not know", unknownField)

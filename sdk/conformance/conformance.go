@@ -4,11 +4,12 @@
 // reason) when the plugin does not declare it, calls are repeated to prove
 // idempotency, and whatever a spec creates is cleaned up even when it fails.
 //
-// The same specs run from the CLI (Run) and from a plugin author's go test
-// (Test).
+// The same specs run from the CLI (Run, RunWith) and from a plugin author's
+// go test (Test, TestWith).
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -21,8 +22,27 @@ import (
 )
 
 // stepTimeout bounds each spec and each of its setup and cleanup steps, so a
-// plugin that hangs fails one spec instead of stalling the run.
+// plugin that hangs fails one spec instead of stalling the run. A group
+// whose specs boot VMs sets a longer one.
 const stepTimeout = 30 * time.Second
+
+// defaultNodes are the nodes VMs are started on and migrated between when
+// Options names none.
+var defaultNodes = []string{"node-a", "node-b"}
+
+// Options adapts a run to a plugin that needs more than its schema's
+// defaults and a single process.
+type Options struct {
+	// ConfigJSON, when set, is sent with SetConfig instead of the schema's defaults.
+	ConfigJSON []byte
+	// Relaunch starts a NEW process of the same plugin binary and returns a client to it; the
+	// suite uses it for the recovery specs (skipped with a reason when nil).
+	Relaunch func(ctx context.Context) (*sdk.Client, error)
+	// Kill SIGKILLs the current plugin process (the one behind the client in use).
+	Kill func() error
+	// Nodes are the node names VMs may be started on and migrated between (default ["node-a","node-b"]).
+	Nodes []string
+}
 
 // Result counts the specs of one run.
 type Result struct{ Passed, Failed, Skipped int }
@@ -30,10 +50,49 @@ type Result struct{ Passed, Failed, Skipped int }
 // spec is one claim about a plugin.
 type spec struct {
 	name string
-	// needs is the capability the claim depends on; empty when every plugin
-	// of the kind must satisfy it.
-	needs string
-	check func(ctx context.Context, s *session) error
+	// requires says why the claim cannot be checked against this plugin;
+	// nil when every plugin of the kind must satisfy it.
+	requires requirement
+	check    func(ctx context.Context, s *session) error
+}
+
+// A requirement returns why a spec cannot run against the plugin, or "".
+type requirement func(s *session) string
+
+// needs requires every one of caps.
+func needs(caps ...string) requirement {
+	return func(s *session) string {
+		for _, c := range caps {
+			if !s.caps[c] {
+				return "needs capability " + c
+			}
+		}
+		return ""
+	}
+}
+
+// needsOneOf requires at least one of caps.
+func needsOneOf(caps ...string) requirement {
+	return func(s *session) string {
+		for _, c := range caps {
+			if s.caps[c] {
+				return ""
+			}
+		}
+		return "needs capability " + strings.Join(caps, " or ")
+	}
+}
+
+// all requires every one of reqs, reporting the first that fails.
+func all(reqs ...requirement) requirement {
+	return func(s *session) string {
+		for _, r := range reqs {
+			if why := r(s); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
 }
 
 // group is the specs of one service. before gives every spec a clean slate
@@ -41,13 +100,16 @@ type spec struct {
 type group struct {
 	name          string
 	before, after func(ctx context.Context, s *session) error
-	specs         []spec
+	// timeout replaces stepTimeout for the group's steps when set.
+	timeout time.Duration
+	specs   []spec
 }
 
 // suites are the groups run for each kind, in order.
 var suites = map[pb.Kind][]group{
-	pb.Kind_KIND_SCALER:    {baseGroup, scalerGroup},
-	pb.Kind_KIND_PLACEMENT: {baseGroup, placementGroup},
+	pb.Kind_KIND_SCALER:     {baseGroup, scalerGroup},
+	pb.Kind_KIND_PLACEMENT:  {baseGroup, placementGroup},
+	pb.Kind_KIND_HYPERVISOR: {baseGroup, hypervisorGroup},
 }
 
 func suiteFor(kind pb.Kind) ([]group, error) {
@@ -58,16 +120,22 @@ func suiteFor(kind pb.Kind) ([]group, error) {
 	return groups, nil
 }
 
-// Run runs the suite for kind against c, printing one line per spec
+// Run is RunWith with zero Options: the plugin is configured with its
+// schema's defaults, and specs that need a relaunch are skipped.
+func Run(ctx context.Context, kind pb.Kind, c *sdk.Client, w io.Writer) (Result, error) {
+	return RunWith(ctx, kind, c, w, Options{})
+}
+
+// RunWith runs the suite for kind against c, printing one line per spec
 // ("PASS name", "FAIL name: why", "SKIP name: needs capability X") and, last, the plain
 // summary line "N passed, N failed, N skipped". err is only for an unknown kind or a
 // plugin that cannot be reached at all.
-func Run(ctx context.Context, kind pb.Kind, c *sdk.Client, w io.Writer) (Result, error) {
+func RunWith(ctx context.Context, kind pb.Kind, c *sdk.Client, w io.Writer, o Options) (Result, error) {
 	groups, err := suiteFor(kind)
 	if err != nil {
 		return Result{}, err
 	}
-	s, err := newSession(ctx, kind, c)
+	s, err := newSession(ctx, kind, c, o)
 	if err != nil {
 		return Result{}, err
 	}
@@ -93,14 +161,21 @@ func Run(ctx context.Context, kind pb.Kind, c *sdk.Client, w io.Writer) (Result,
 	return res, nil
 }
 
-// Test runs the same specs as subtests of t (t.Skip with the reason for missing capabilities).
+// Test is TestWith with zero Options.
 func Test(t *testing.T, kind pb.Kind, c *sdk.Client) {
+	t.Helper()
+	TestWith(t, kind, c, Options{})
+}
+
+// TestWith runs the same specs as RunWith as subtests of t (t.Skip with the
+// reason for missing capabilities).
+func TestWith(t *testing.T, kind pb.Kind, c *sdk.Client, o Options) {
 	t.Helper()
 	groups, err := suiteFor(kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newSession(t.Context(), kind, c)
+	s, err := newSession(t.Context(), kind, c, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +196,13 @@ func Test(t *testing.T, kind pb.Kind, c *sdk.Client) {
 	}
 }
 
-// session is what a run learns from the plugin once, when it connects.
+// session is what a run learns from the plugin once, when it connects, and
+// what its specs leave behind.
 type session struct {
+	// c is the client in use: a relaunch replaces it.
 	c    *sdk.Client
 	kind pb.Kind
+	opts Options
 	info *pb.PluginInfoResponse
 	// Capabilities and ConfigSchema failures are reported by their specs;
 	// the specs that need them fail with the same reason.
@@ -132,16 +210,21 @@ type session struct {
 	capsErr   error
 	schema    *pb.ConfigSchema
 	schemaErr error
+	// vms are the VMs started and not yet known to be stopped.
+	vms vmRecord
 }
 
-func newSession(ctx context.Context, kind pb.Kind, c *sdk.Client) (*session, error) {
+func newSession(ctx context.Context, kind pb.Kind, c *sdk.Client, o Options) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	info, err := c.Base.PluginInfo(ctx, &pb.PluginInfoRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("reaching plugin: %w", err)
 	}
-	s := &session{c: c, kind: kind, info: info}
+	if len(o.Nodes) == 0 {
+		o.Nodes = defaultNodes
+	}
+	s := &session{c: c, kind: kind, opts: o, info: info, vms: newVMRecord()}
 	s.caps, s.capsErr = c.Capabilities(ctx)
 	if resp, err := c.Base.ConfigSchema(ctx, &pb.ConfigSchemaRequest{}); err != nil {
 		s.schemaErr = fmt.Errorf("ConfigSchema: %w", err)
@@ -154,33 +237,58 @@ func newSession(ctx context.Context, kind pb.Kind, c *sdk.Client) (*session, err
 // run runs one spec between its group's before and after. It returns the
 // reason when the spec is skipped, else the spec's failure or nil.
 func (s *session) run(ctx context.Context, g group, sp spec) (skip string, err error) {
-	if sp.needs != "" && !s.caps[sp.needs] {
-		return "needs capability " + sp.needs, nil
+	// After an interrupt, the specs left would only fail for it.
+	if ctx.Err() != nil {
+		return fmt.Sprintf("not run: %v", context.Cause(ctx)), nil
+	}
+	if sp.requires != nil {
+		if why := sp.requires(s); why != "" {
+			return why, nil
+		}
 	}
 	if g.before != nil {
-		if err := s.step(ctx, g.before); err != nil {
+		if err := s.step(ctx, g, g.before); err != nil {
 			return "", fmt.Errorf("setup: %w", err)
 		}
 	}
-	err = s.step(ctx, sp.check)
-	if g.after != nil {
-		if cerr := s.step(ctx, g.after); cerr != nil && err == nil {
-			err = fmt.Errorf("cleanup: %w", cerr)
-		}
+	err = s.step(ctx, g, sp.check)
+	if cerr := s.cleanup(ctx, g); cerr != nil && err == nil {
+		err = cerr
 	}
 	return "", err
 }
 
-func (s *session) step(ctx context.Context, f func(context.Context, *session) error) error {
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+// cleanup runs g's after step even when ctx is cancelled (an interrupted
+// run still stops the VMs it started), within the step's own deadline.
+func (s *session) cleanup(ctx context.Context, g group) error {
+	if g.after == nil {
+		return nil
+	}
+	if err := s.step(context.WithoutCancel(ctx), g, g.after); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	return nil
+}
+
+func (s *session) step(ctx context.Context, g group, f func(context.Context, *session) error) error {
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(g.timeout, stepTimeout))
 	defer cancel()
 	return f(ctx, s)
 }
 
-// configure sends the plugin its default configuration, as the host does
-// for an empty `config {}` block.
+// config is the configuration every SetConfig of the run sends: the one
+// Options gives, else the schema's defaults, as the host sends for an
+// empty `config {}` block.
+func (s *session) config() ([]byte, error) {
+	if s.opts.ConfigJSON != nil {
+		return s.opts.ConfigJSON, nil
+	}
+	return s.defaults()
+}
+
+// configure sends the plugin the run's configuration.
 func (s *session) configure(ctx context.Context) error {
-	defaults, err := s.defaults()
+	cfg, err := s.config()
 	if err != nil {
 		return err
 	}
@@ -188,8 +296,8 @@ func (s *session) configure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.c.Configure(ctx, defaults, version); err != nil {
-		return fmt.Errorf("configuring with defaults %s: %w", defaults, err)
+	if err := s.c.Configure(ctx, cfg, version); err != nil {
+		return fmt.Errorf("configuring with %s: %w", cfg, err)
 	}
 	return nil
 }

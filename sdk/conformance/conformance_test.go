@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -47,13 +48,20 @@ func (r report) with(verdict string) []string {
 	return names
 }
 
-// run runs kind's suite against impl, served in-process, and checks that
-// the output has one well-formed line per spec and the summary last.
+// run runs kind's suite against impl, served in-process, with zero Options.
 func run(t *testing.T, kind pb.Kind, impl sdk.Base) (Result, report, *sdk.Client) {
 	t.Helper()
 	c := connect(t, impl)
+	res, r := runWith(t, t.Context(), kind, c, Options{})
+	return res, r, c
+}
+
+// runWith runs kind's suite against c and checks that the output has one
+// well-formed line per spec and the summary last.
+func runWith(t *testing.T, ctx context.Context, kind pb.Kind, c *sdk.Client, o Options) (Result, report) {
+	t.Helper()
 	var out bytes.Buffer
-	res, err := Run(t.Context(), kind, c, &out)
+	res, err := RunWith(ctx, kind, c, &out, o)
 	require.NoError(t, err)
 
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -68,7 +76,7 @@ func run(t *testing.T, kind pb.Kind, impl sdk.Base) (Result, report, *sdk.Client
 	}
 	require.Equal(t, fmt.Sprintf("%d passed, %d failed, %d skipped", res.Passed, res.Failed, res.Skipped), r.summary)
 	require.Equal(t, Result{Passed: len(r.with("PASS")), Failed: len(r.with("FAIL")), Skipped: len(r.with("SKIP"))}, res)
-	return res, r, c
+	return res, r
 }
 
 // specNames are the names of kind's specs, sorted.
@@ -241,7 +249,7 @@ func TestMissingCapabilitiesAreSkippedWithTheReason(t *testing.T) {
 }
 
 func TestKindsWithoutASuiteAreAnError(t *testing.T) {
-	for _, kind := range []pb.Kind{pb.Kind_KIND_HYPERVISOR, pb.Kind_KIND_NETWORK, pb.Kind_KIND_UNSPECIFIED} {
+	for _, kind := range []pb.Kind{pb.Kind_KIND_NETWORK, pb.Kind_KIND_UNSPECIFIED} {
 		var out bytes.Buffer
 		res, err := Run(t.Context(), kind, connect(t, newRefScaler()), &out)
 		require.EqualError(t, err, "no conformance suite for kind "+sdk.KindName(kind)+" yet")

@@ -38,8 +38,8 @@ var scalerGroup = group{
 		{name: "deterministic", check: checkDeterministic},
 		{name: "heavy_load_grows", check: checkHeavyLoadGrows},
 		{name: "idle_scales_down", check: checkIdleScalesDown},
-		{name: "memory_pressure_event", needs: capPressureEvents, check: checkMemoryPressureEvent},
-		{name: "cache_working_set", needs: capCacheWorkingSet, check: checkCacheWorkingSet},
+		{name: "memory_pressure_event", requires: needs(capPressureEvents), check: checkMemoryPressureEvent},
+		{name: "cache_working_set", requires: needs(capCacheWorkingSet), check: checkCacheWorkingSet},
 		{name: "invalid_request", check: checkInvalidRequest},
 	},
 }

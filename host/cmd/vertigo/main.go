@@ -27,7 +27,11 @@ commands:
   validate FILE                         check a config file, plugins' config blocks included
   status [-config FILE] [-watch]        show nodes, VMs, plugins and migrations
   tick [-config FILE]                   run one control-loop pass now (needs the API token)
-  plugin conformance KIND BINARY        run the SDK's conformance suite against a plugin binary
+  vm load NAME [--cpu N] [--mem SIZE] [--for D]
+                                        make a VM's guest busy, to watch it scale
+  vm migrate NAME --to NODE             live-migrate a VM now, with a progress bar
+  plugin conformance KIND BINARY [-config FILE]
+                                        run the SDK's conformance suite against a plugin binary
   bench plugin-call|placement|idle      measure; the last line is key=value figures
 `
 
@@ -53,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, args[1:], stdout)
 	case "tick":
 		err = cmdTick(ctx, args[1:], stdout)
+	case "vm":
+		err = cmdVM(ctx, args[1:], stdout)
 	case "plugin":
 		err = cmdPlugin(ctx, args[1:], stdout, stderr)
 	case "bench":

@@ -3,6 +3,7 @@ package sdk
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -33,6 +34,7 @@ func Serve(impl Base) {
 		}
 		return
 	}
+	go exitWithHost(logger, os.Getppid(), time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(impl),
@@ -42,6 +44,19 @@ func Serve(impl Base) {
 			return grpc.NewServer(opts...)
 		},
 	})
+}
+
+// exitWithHost ends the plugin when the host that started it is gone (its
+// parent changed: it was re-parented). A plugin left behind by a host that
+// was SIGKILLed would otherwise live on, holding what the next host's
+// plugin needs, such as a VM's single QMP connection.
+func exitWithHost(logger hclog.Logger, host int, every time.Duration) {
+	for range time.Tick(every) {
+		if os.Getppid() != host {
+			logger.Warn("the host that started this plugin is gone; exiting", "host_pid", host)
+			os.Exit(0)
+		}
+	}
 }
 
 // PluginSet is go-plugin's plugin set for impl (nil on the host side).

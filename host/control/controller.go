@@ -439,7 +439,7 @@ func (c *Controller) migrate(ctx context.Context, name, to, reason string, progr
 	if vm, err = c.cfg.Store.PutVM(ctx, vm); err != nil {
 		return fail(err)
 	}
-	err = c.cfg.Migrator.Migrate(ctx, name, to, func(p *pb.MigrationProgress) {
+	handle, err := c.cfg.Migrator.Migrate(ctx, name, to, func(p *pb.MigrationProgress) {
 		update(func(s *MigrationStatus) { s.Progress = p })
 		if progress != nil {
 			progress(p)
@@ -456,7 +456,7 @@ func (c *Controller) migrate(ctx context.Context, name, to, reason string, progr
 		}
 		return fail(err)
 	}
-	vm.Node = to
+	vm.Node, vm.Handle = to, handle
 	if _, err := c.cfg.Store.PutVM(ctx, vm); err != nil {
 		return fail(fmt.Errorf("the VM runs on %s but recording it failed: %w", to, err))
 	}

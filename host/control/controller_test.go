@@ -218,13 +218,16 @@ type fakeMigrator struct {
 	seen  func() // runs during the migration
 }
 
-func (m *fakeMigrator) Migrate(_ context.Context, vm, to string, progress func(*pb.MigrationProgress)) error {
+func (m *fakeMigrator) Migrate(_ context.Context, vm, to string, progress func(*pb.MigrationProgress)) ([]byte, error) {
 	m.calls = append(m.calls, vm+"->"+to)
 	if m.seen != nil {
 		m.seen()
 	}
 	progress(&pb.MigrationProgress{Phase: pb.MigrationPhase_MIGRATION_PHASE_TRANSFERRING, TransferredBytes: 1})
-	return m.fail
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	return []byte("handle-on-" + to), nil
 }
 
 func TestMigrateMovesTheReservationFirst(t *testing.T) {
@@ -241,6 +244,7 @@ func TestMigrateMovesTheReservationFirst(t *testing.T) {
 	vm := r.vm(t, "a")
 	require.Equal(t, "n2", vm.Node)
 	require.Equal(t, model.PhaseRunning, vm.Phase)
+	require.Equal(t, "handle-on-n2", string(vm.Handle), "the handle of the VM's new process is kept")
 	require.Len(t, got, 1)
 	ms := r.ctrl.Migrations()
 	require.Equal(t, "completed", ms[0].State)

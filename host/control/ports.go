@@ -48,10 +48,10 @@ type Hypervisor interface {
 }
 
 // Migrator live-migrates a VM to another node, reporting progress; it
-// returns nil only once the VM runs on the target. On error the VM still
-// runs where it was.
+// returns the VM's new handle once the VM runs on the target. On error the
+// VM still runs where it was.
 type Migrator interface {
-	Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) error
+	Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) (handle []byte, err error)
 }
 
 // Guests hands out each VM's recent metrics and the guest events since the

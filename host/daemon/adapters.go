@@ -170,32 +170,46 @@ type hypervisorMigrator struct {
 	downtime  time.Duration
 }
 
-func (h hypervisorMigrator) Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) error {
+func (h hypervisorMigrator) Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) ([]byte, error) {
 	cl, err := h.get()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stream, err := cl.Hypervisor.Migrate(ctx, &pb.MigrateRequest{Name: vm, TargetNode: to, MaxBandwidthBytesPerSecond: h.bandwidth, DowntimeLimitNanos: int64(h.downtime)})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for {
 		p, err := stream.Recv()
 		if err == io.EOF {
-			return fmt.Errorf("the hypervisor ended the migration of %s without an outcome", vm)
+			return nil, fmt.Errorf("the hypervisor ended the migration of %s without an outcome", vm)
 		}
 		if err != nil {
 			h.kick()
-			return err
+			return nil, err
 		}
 		progress(p)
 		switch p.GetPhase() {
 		case pb.MigrationPhase_MIGRATION_PHASE_COMPLETED:
-			return nil
+			return h.handle(ctx, vm), nil
 		case pb.MigrationPhase_MIGRATION_PHASE_FAILED, pb.MigrationPhase_MIGRATION_PHASE_CANCELLED:
-			return fmt.Errorf("migration %s: %s", strings.ToLower(strings.TrimPrefix(p.GetPhase().String(), "MIGRATION_PHASE_")), p.GetMessage())
+			return nil, fmt.Errorf("migration %s: %s", strings.ToLower(strings.TrimPrefix(p.GetPhase().String(), "MIGRATION_PHASE_")), p.GetMessage())
 		}
 	}
+}
+
+// handle is the VM's handle as the hypervisor now lists it: after a
+// migration, that of the destination's process. The VM has moved whatever
+// this finds: a handle it cannot find (nil) is refreshed when the host next
+// adopts its VMs, which lists them anyway.
+func (h hypervisorMigrator) handle(ctx context.Context, vm string) []byte {
+	vms, _ := hypervisorClient{h.caller}.ListVMs(ctx)
+	for _, st := range vms {
+		if st.GetName() == vm {
+			return st.GetHandle()
+		}
+	}
+	return nil
 }
 
 // reports opens the plugin's guest report stream for guests.Buffer.

@@ -1,0 +1,300 @@
+// Package e2e runs the whole product as an operator does: the built
+// binaries, the host as its own process, real QEMU guests under TCG. It
+// needs QEMU and the guest image (`make guest`) and fails without them.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vertigo-autoscaler/vertigo/host/api"
+	"github.com/vertigo-autoscaler/vertigo/host/model"
+)
+
+var (
+	bin   string // built binaries
+	guest string // the guest image
+)
+
+func TestMain(m *testing.M) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		panic(err)
+	}
+	guest = filepath.Join(root, "build", "guest")
+	dir, err := os.MkdirTemp("", "vertigo-e2e")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	for name, pkg := range map[string]string{
+		"vertigo": "./host/cmd/vertigo", "vertigo-scaler": "./plugins/scaler",
+		"vertigo-placement": "./plugins/placement", "vertigo-qemu": "./plugins/hypervisor-qemu",
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			panic(fmt.Sprintf("building %s: %v\n%s", name, err, out))
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireRealParts fails (never skips) when a part the test needs is absent.
+func requireRealParts(t *testing.T) {
+	t.Helper()
+	_, err := exec.LookPath("qemu-system-x86_64")
+	require.NoError(t, err, "QEMU is missing: run `make deps` (apt-get install qemu-system-x86)")
+	for _, f := range []string{"vmlinux", "initramfs.cpio.gz"} {
+		_, err := os.Stat(filepath.Join(guest, f))
+		require.NoError(t, err, "the guest image is missing: run `make guest`")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type hostProc struct {
+	cmd    *exec.Cmd
+	log    *os.File
+	client *api.Client
+}
+
+// startHost runs `vertigo run` on the config and waits for its API.
+func startHost(t *testing.T, dir, cfg, addr string) *hostProc {
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(dir, "host.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	require.NoError(t, err)
+	cmd := exec.Command(filepath.Join(bin, "vertigo"), "run", "-config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(t, cmd.Start())
+	h := &hostProc{cmd: cmd, log: logf}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("host log:\n%s", tail(string(b), 120))
+		}
+	})
+	token := ""
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "state", "api-token"))
+		if err != nil {
+			return false
+		}
+		token = strings.TrimSpace(string(b))
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 90*time.Second, 50*time.Millisecond, "the host's API never answered")
+	h.client = &api.Client{Addr: addr, Token: token}
+	return h
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func status(t *testing.T, c *api.Client) api.Status {
+	t.Helper()
+	st, err := c.Status(context.Background())
+	require.NoError(t, err)
+	return st
+}
+
+func vmOf(st api.Status, name string) model.VM {
+	for _, vm := range st.VMs {
+		if vm.Name == name {
+			return vm
+		}
+	}
+	return model.VM{}
+}
+
+// waitFor polls the API until cond holds for the status.
+func waitFor(t *testing.T, c *api.Client, within time.Duration, what string, cond func(api.Status) bool) api.Status {
+	t.Helper()
+	var st api.Status
+	require.Eventually(t, func() bool {
+		s, err := c.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		st = s
+		return cond(s)
+	}, within, 100*time.Millisecond, "waiting for: %s", what)
+	return st
+}
+
+const config = `state_dir = "state"
+api {
+  address = %q
+}
+loop {
+  interval        = "1s"
+  metrics_window  = "20s"
+  health_interval = "500ms"
+}
+plugin "vertigo-scaler" {
+  kind = "scaler"
+  path = %q
+  config {
+    downscale_stabilization          = "4s"
+    downscale_cooldown_after_upscale = "4s"
+  }
+}
+plugin "vertigo-placement" {
+  kind = "placement"
+  path = %q
+}
+plugin "vertigo-qemu" {
+  kind = "hypervisor"
+  path = %q
+  config {
+    run_dir = "qemu"
+    kernel  = %q
+    initrd  = %q
+  }
+}
+node "node-a" {
+  vcpus  = 4
+  memory = "4GiB"
+}
+node "node-b" {
+  vcpus  = 4
+  memory = "4GiB"
+}
+vm "pg-1" {
+  node        = "node-a"
+  min_vcpus   = 1
+  max_vcpus   = 3
+  unit_vcpus  = 1
+  min_memory  = "512MiB"
+  max_memory  = "1GiB"
+  unit_memory = "128MiB"
+}
+`
+
+// The product's promise on one machine: a VM grows under load and shrinks
+// after, moves to another node while it keeps running, and survives a
+// SIGKILL of the host, which finds it again.
+func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
+	requireRealParts(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { killQEMUs(t, filepath.Join(dir, "qemu")) })
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "config.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(config, addr,
+		filepath.Join(bin, "vertigo-scaler"), filepath.Join(bin, "vertigo-placement"), filepath.Join(bin, "vertigo-qemu"),
+		filepath.Join(guest, "vmlinux"), filepath.Join(guest, "initramfs.cpio.gz"))), 0o600))
+
+	h := startHost(t, dir, cfg, addr)
+	ctx := context.Background()
+	st := waitFor(t, h.client, 90*time.Second, "pg-1 running and reporting", func(s api.Status) bool {
+		_, ok := s.Usage["pg-1"]
+		return vmOf(s, "pg-1").Phase == model.PhaseRunning && ok
+	})
+	require.Equal(t, int64(1000), vmOf(st, "pg-1").Size.VCPUMilli)
+
+	// Grows under load...
+	require.NoError(t, h.client.LoadVM(ctx, "pg-1", api.LoadRequest{CPUWorkers: 3, DurationNs: int64(15 * time.Second)}))
+	st = waitFor(t, h.client, 60*time.Second, "pg-1 grown, its vCPUs online in the guest", func(s api.Status) bool {
+		return vmOf(s, "pg-1").Size.VCPUMilli > 1000 && s.Usage["pg-1"].OnlineVCPUMilli > 1000
+	})
+	t.Logf("grown: %s (%s)", vmOf(st, "pg-1").Size, vmOf(st, "pg-1").LastDecision.Reason)
+
+	// ...and shrinks after.
+	st = waitFor(t, h.client, 120*time.Second, "pg-1 back to 1 vCPU", func(s api.Status) bool {
+		return vmOf(s, "pg-1").Size.VCPUMilli == 1000 && s.Usage["pg-1"].OnlineVCPUMilli == 1000
+	})
+	t.Logf("shrunk: %s (%s)", vmOf(st, "pg-1").Size, vmOf(st, "pg-1").LastDecision.Reason)
+
+	// Moves while it runs: its uptime goes on.
+	before := st.Usage["pg-1"].UptimeNanos
+	var last api.Migration
+	require.NoError(t, h.client.MigrateVM(ctx, "pg-1", "node-b", func(m api.Migration) { last = m }))
+	require.Equal(t, "completed", last.State)
+	st = waitFor(t, h.client, 30*time.Second, "pg-1 reporting from node-b", func(s api.Status) bool {
+		return vmOf(s, "pg-1").Node == "node-b" && s.Usage["pg-1"].UptimeNanos > before
+	})
+	t.Logf("migrated: downtime %s, uptime %s -> %s", time.Duration(last.DowntimeNanos), time.Duration(before), time.Duration(st.Usage["pg-1"].UptimeNanos))
+
+	// SIGKILL of the host: its plugins follow it, the VM does not.
+	handle := vmOf(st, "pg-1").Handle
+	var pluginPIDs []int
+	for _, p := range st.Plugins {
+		pluginPIDs = append(pluginPIDs, p.PID)
+	}
+	require.NoError(t, h.cmd.Process.Kill())
+	_ = h.cmd.Wait()
+	require.Eventually(t, func() bool {
+		for _, pid := range pluginPIDs {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "plugins outlived their host")
+
+	h2 := startHost(t, dir, cfg, addr)
+	st2 := waitFor(t, h2.client, 60*time.Second, "pg-1 recovered and reporting", func(s api.Status) bool {
+		return vmOf(s, "pg-1").Phase == model.PhaseRunning && s.Usage["pg-1"].UptimeNanos > st.Usage["pg-1"].UptimeNanos
+	})
+	vm := vmOf(st2, "pg-1")
+	require.Equal(t, "node-b", vm.Node)
+	require.Equal(t, string(handle), string(vm.Handle), "the same QEMU process, not a new one")
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie has exited; only its parent has not reaped it yet.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// killQEMUs ends every QEMU the test's hypervisor started: VMs outlive
+// hosts by design, so a test must end them itself.
+func killQEMUs(t *testing.T, runDir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), runDir) && strings.Contains(string(cmdline), "qemu") {
+			var pid int
+			if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}

@@ -1,0 +1,137 @@
+// Package cgroup caps a process's CPU time, so that a VM sized at a
+// fraction of a vCPU gets that fraction: the guest sees whole vCPUs, the
+// host lets their threads run for vcpu_milli/1000 CPUs' worth of time per
+// period. Both cgroup v2 (cpu.max) and the v1 cpu controller
+// (cpu.cfs_quota_us) are supported; which one is detected, never assumed.
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Period is the accounting period: the quota is vcpu_milli * Period / 1000.
+const Period = 100000 // microseconds
+
+// minQuota is the kernel's smallest quota (1 ms).
+const minQuota = 1000
+
+// groupName is the parent group under which every VM gets its own.
+const groupName = "vertigo"
+
+// CPU places processes in per-VM groups under one parent group.
+type CPU struct {
+	parent string
+	v2     bool
+}
+
+// Detect finds a usable CPU controller under root (normally /sys/fs/cgroup)
+// and prepares the parent group. The error says why there is none.
+func Detect(root string) (*CPU, error) {
+	controllers, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	if err == nil {
+		if !slices.Contains(strings.Fields(string(controllers)), "cpu") {
+			return nil, fmt.Errorf("cgroup v2 at %s has no cpu controller (cgroup.controllers: %q)", root, strings.TrimSpace(string(controllers)))
+		}
+		c := &CPU{parent: filepath.Join(root, groupName), v2: true}
+		// The parent group's children get the cpu controller only when
+		// every level above enables it for its children.
+		if err := enableCPU(root); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(c.parent, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", c.parent, err)
+		}
+		if err := enableCPU(c.parent); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	v1 := filepath.Join(root, "cpu")
+	if _, err := os.Stat(filepath.Join(v1, "cpu.cfs_quota_us")); err != nil {
+		return nil, fmt.Errorf("no cgroup v2 cpu controller at %s and no v1 cpu controller at %s", root, v1)
+	}
+	c := &CPU{parent: filepath.Join(v1, groupName)}
+	if err := os.MkdirAll(c.parent, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", c.parent, err)
+	}
+	return c, nil
+}
+
+func enableCPU(dir string) error {
+	file := filepath.Join(dir, "cgroup.subtree_control")
+	current, err := os.ReadFile(file)
+	if err == nil && slices.Contains(strings.Fields(string(current)), "cpu") {
+		return nil
+	}
+	if err := os.WriteFile(file, []byte("+cpu"), 0o644); err != nil {
+		return fmt.Errorf("enabling the cpu controller in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Version is "v2" or "v1".
+func (c *CPU) Version() string {
+	if c.v2 {
+		return "v2"
+	}
+	return "v1"
+}
+
+// Dir is the group of the named process.
+func (c *CPU) Dir(name string) string { return filepath.Join(c.parent, name) }
+
+// Limit puts pid (with all its threads) in the group called name and caps
+// it at vcpuMilli thousandths of a CPU.
+func (c *CPU) Limit(name string, pid int, vcpuMilli int64) error {
+	dir := c.Dir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := c.SetQuota(name, vcpuMilli); err != nil {
+		return err
+	}
+	return write(dir, "cgroup.procs", strconv.Itoa(pid))
+}
+
+// SetQuota changes the cap of the group called name.
+func (c *CPU) SetQuota(name string, vcpuMilli int64) error {
+	quota := Quota(vcpuMilli)
+	dir := c.Dir(name)
+	if c.v2 {
+		return write(dir, "cpu.max", fmt.Sprintf("%d %d", quota, Period))
+	}
+	// The quota must fit the period already set, so the period goes first.
+	if err := write(dir, "cpu.cfs_period_us", strconv.Itoa(Period)); err != nil {
+		return err
+	}
+	return write(dir, "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
+}
+
+// Quota is the CPU time per Period, in microseconds, that vcpuMilli
+// thousandths of a CPU get.
+func Quota(vcpuMilli int64) int64 {
+	return max(vcpuMilli*Period/1000, minQuota)
+}
+
+// Remove deletes the group called name; its processes must have exited.
+// A group that does not exist is not an error.
+func (c *CPU) Remove(name string) error {
+	err := os.Remove(c.Dir(name))
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("removing cgroup %s: %w", c.Dir(name), err)
+}
+
+func write(dir, file, value string) error {
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644); err != nil {
+		return fmt.Errorf("writing %q to %s: %w", value, filepath.Join(dir, file), err)
+	}
+	return nil
+}

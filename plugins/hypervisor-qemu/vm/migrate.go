@@ -1,0 +1,320 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/qmp"
+)
+
+// Phase of a migration.
+type Phase int
+
+// Phases.
+const (
+	Preparing Phase = iota
+	Transferring
+	Completed
+	MigrationFailed
+	Cancelled
+)
+
+// Progress is one report of a migration.
+type Progress struct {
+	Phase          Phase
+	Transferred    uint64
+	Remaining      uint64
+	BytesPerSecond uint64
+	// Downtime is QEMU's expectation while transferring, the measured
+	// pause once completed.
+	Downtime time.Duration
+	Elapsed  time.Duration
+	Message  string
+}
+
+// Intervals and bounds of a migration.
+const (
+	migrationPoll = 100 * time.Millisecond
+	// resumeTimeout bounds the wait for the destination to run after the
+	// source completed.
+	resumeTimeout = 10 * time.Second
+	// cleanupTimeout bounds undoing a failed migration, which runs even
+	// when the caller has gone.
+	cleanupTimeout = 30 * time.Second
+)
+
+// migrateStatus is the part of QMP's query-migrate used here.
+type migrateStatus struct {
+	Status           string `json:"status"`
+	ErrorDesc        string `json:"error-desc"`
+	Downtime         int64  `json:"downtime"`
+	ExpectedDowntime int64  `json:"expected-downtime"`
+	RAM              struct {
+		Transferred uint64  `json:"transferred"`
+		Remaining   uint64  `json:"remaining"`
+		Mbps        float64 `json:"mbps"`
+	} `json:"ram"`
+}
+
+// Migrate live-migrates the VM to node, another logical node of this
+// machine: a destination QEMU with the same devices takes the guest over.
+// Problems with the request are returned as errors; once the migration has
+// begun, its outcome is the last Progress (Completed, MigrationFailed or
+// Cancelled). On any failure the source keeps running.
+func (v *VM) Migrate(ctx context.Context, node string, bandwidth uint64, downtime time.Duration, progress func(Progress)) error {
+	v.ops.Lock()
+	defer v.ops.Unlock()
+	src, err := v.current()
+	if err != nil {
+		return err
+	}
+	if node == src.rec.Spec.Node {
+		return invalid("target_node: %s already runs on %s", v.name, node)
+	}
+	if src.rec.Spec.Tap != "" {
+		return fmt.Errorf("%w: migrating a VM with a tap needs the destination's tap, which MigrateRequest does not carry", errors.ErrUnsupported)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v.mu.Lock()
+	v.state, v.cancelMigration = Migrating, cancel
+	v.mu.Unlock()
+
+	m := &migration{v: v, src: src, node: node, started: time.Now(), progress: progress}
+	m.report(Progress{Phase: Preparing, Message: "starting the destination on " + node})
+	final := m.run(ctx, bandwidth, downtime)
+	final.Elapsed = time.Since(m.started)
+	if final.Phase == Completed {
+		src.log.Info("migrated", "to", node, "ms", final.Elapsed.Milliseconds(), "downtime_ms", final.Downtime.Milliseconds())
+	} else {
+		src.log.Warn("migration did not complete; the source runs on", "to", node, "phase", final.Phase, "reason", final.Message)
+	}
+	progress(final)
+	return nil
+}
+
+// CancelMigration cancels the migration under way; without one it does
+// nothing.
+func (v *VM) CancelMigration() {
+	v.mu.Lock()
+	cancel := v.cancelMigration
+	v.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+type migration struct {
+	v        *VM
+	src, dst *instance
+	node     string
+	started  time.Time
+	progress func(Progress)
+}
+
+func (m *migration) report(p Progress) {
+	p.Elapsed = time.Since(m.started)
+	m.progress(p)
+}
+
+// run migrates and returns the outcome; whatever fails, the source is left
+// running and the destination gone.
+func (m *migration) run(ctx context.Context, bandwidth uint64, downtime time.Duration) Progress {
+	st, err := m.transfer(ctx, bandwidth, downtime)
+	if err == nil {
+		err = m.takeOver(ctx)
+	}
+	if err == nil {
+		return Progress{Phase: Completed, Transferred: st.RAM.Transferred, Downtime: time.Duration(st.Downtime) * time.Millisecond, Message: "running on " + m.node}
+	}
+	m.rollBack(err)
+	phase := MigrationFailed
+	if ctx.Err() != nil || st.Status == "cancelled" {
+		phase = Cancelled
+	}
+	return Progress{Phase: phase, Transferred: st.RAM.Transferred, Message: err.Error()}
+}
+
+// transfer starts the destination and streams the source's memory to it.
+func (m *migration) transfer(ctx context.Context, bandwidth uint64, downtime time.Duration) (migrateStatus, error) {
+	var st migrateStatus
+	spec := m.src.rec.Spec
+	spec.Node = m.node
+	machine := m.src.rec.Machine
+	machine.Requested = m.src.dev.Requested
+	dev := m.src.dev
+	dev.CPUs = nil // recorded as they are replayed
+	dst, err := launch(ctx, m.v.env, Record{Spec: spec, Machine: machine, Created: time.Now().UTC(), Incoming: true}, dev)
+	if err != nil {
+		return st, err
+	}
+	m.dst = dst
+	// The destination must have every device the source has, with the same
+	// ids, before the stream arrives.
+	for _, slot := range m.src.dev.CPUs {
+		if err := dst.qmp.Execute(ctx, "device_add", slot.deviceAddArgs(), nil); err != nil {
+			return st, fmt.Errorf("replaying vCPU %s on the destination: %w", slot.ID, err)
+		}
+		dst.dev.CPUs = append(dst.dev.CPUs, slot)
+	}
+	if err := dst.saveDevices(); err != nil {
+		return st, err
+	}
+	uri := "unix:" + filepath.Join(dst.dir, migrateSock)
+	if err := dst.qmp.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+		return st, err
+	}
+	srcMon, err := m.src.monitor(ctx)
+	if err != nil {
+		return st, err
+	}
+	params := map[string]any{"max-bandwidth": bandwidth, "downtime-limit": max(downtime.Milliseconds(), 1)}
+	if err := srcMon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
+		return st, err
+	}
+	// MIGRATION events end each wait for the next poll early: the end of a
+	// migration is seen at once rather than up to a poll later.
+	capabilities := []map[string]any{{"capability": "events", "state": true}}
+	if err := srcMon.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": capabilities}, nil); err != nil {
+		return st, err
+	}
+	events := srcMon.Subscribe("MIGRATION")
+	defer events.Close()
+	if err := srcMon.Execute(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
+		return st, err
+	}
+	return m.follow(ctx, srcMon, events)
+}
+
+// follow polls the source until the migration ends, reporting progress. A
+// cancelled ctx cancels the migration in QEMU and follows it to its end.
+func (m *migration) follow(ctx context.Context, srcMon *qmp.Monitor, events *qmp.Subscription) (migrateStatus, error) {
+	tick := time.NewTicker(migrationPoll)
+	defer tick.Stop()
+	cancelled, dstExited := ctx.Done(), m.dst.proc.Exited()
+	for {
+		// Polling goes on after a cancel, so it may not use ctx.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attachTimeout)
+		var st migrateStatus
+		err := srcMon.Execute(qctx, "query-migrate", nil, &st)
+		cancel()
+		if err != nil {
+			return st, err
+		}
+		switch st.Status {
+		case "completed":
+			return st, nil
+		case "failed":
+			return st, fmt.Errorf("QEMU reports the migration failed: %s", st.ErrorDesc)
+		case "cancelled":
+			return st, errors.New("migration cancelled")
+		}
+		m.report(Progress{
+			Phase:          Transferring,
+			Transferred:    st.RAM.Transferred,
+			Remaining:      st.RAM.Remaining,
+			BytesPerSecond: uint64(st.RAM.Mbps * 1e6 / 8),
+			Downtime:       time.Duration(st.ExpectedDowntime) * time.Millisecond,
+			Message:        st.Status,
+		})
+		select {
+		case <-cancelled:
+			// Once: then follow QEMU to the end of it. The destination
+			// exits when its stream breaks; that is expected now.
+			cancelled, dstExited = nil, nil
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attachTimeout)
+			err := srcMon.Execute(cctx, "migrate_cancel", nil, nil)
+			cancel()
+			if err != nil {
+				return st, fmt.Errorf("cancelling the migration: %w", err)
+			}
+		case <-dstExited:
+			return st, fmt.Errorf("the destination QEMU exited; %s", serialTail(m.dst.dir))
+		case <-events.C():
+		case <-tick.C:
+		}
+	}
+}
+
+// takeOver waits for the destination to run the guest, makes it the VM and
+// lets the source go. Until the destination is recorded as the VM, a crash
+// leaves the source in charge.
+func (m *migration) takeOver(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
+	defer cancel()
+	tick := time.NewTicker(migrationPoll / 2)
+	defer tick.Stop()
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := m.dst.qmp.Execute(ctx, "query-status", nil, &st); err != nil {
+			return fmt.Errorf("the destination after the migration: %w; %s", err, serialTail(m.dst.dir))
+		}
+		if st.Status == "running" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the destination is %q, not running, %v after the migration completed", st.Status, resumeTimeout)
+		case <-tick.C:
+		}
+	}
+	m.dst.rec.Incoming = false
+	if err := m.dst.save(); err != nil {
+		return err
+	}
+	m.v.adopt(m.dst)
+	if err := m.src.shutdown(ctx, 0); err != nil {
+		m.src.log.Error("stopping the source after the migration", "error", err)
+	}
+	m.src.release(m.v.env)
+	return nil
+}
+
+// rollBack removes the destination and resumes the source if the
+// migration left it paused; the VM's message says what happened.
+func (m *migration) rollBack(cause error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if m.dst != nil {
+		m.dst.destroy(m.v.env)
+	}
+	m.v.mu.Lock()
+	if m.v.state == Migrating {
+		m.v.state = Running
+	}
+	m.v.message = fmt.Sprintf("migration to %s failed: %v", m.node, cause)
+	m.v.cancelMigration = nil
+	m.v.mu.Unlock()
+	if err := resume(ctx, m.src); err != nil {
+		m.src.log.Error("resuming the source after a failed migration", "error", err)
+		m.v.setFailed(m.src, "the source did not resume after a failed migration: "+err.Error())
+	}
+}
+
+// resume continues a QEMU that a migration left paused; a running one is
+// left alone.
+func resume(ctx context.Context, inst *instance) error {
+	mon, err := inst.monitor(ctx)
+	if err != nil {
+		return err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := mon.Execute(ctx, "query-status", nil, &st); err != nil {
+		return err
+	}
+	switch st.Status {
+	case "running":
+		return nil
+	case "postmigrate", "paused", "finish-migrate":
+		inst.log.Warn("resuming a QEMU a migration left paused", "status", st.Status)
+		return mon.Execute(ctx, "cont", nil, nil)
+	}
+	return fmt.Errorf("QEMU is %q", st.Status)
+}

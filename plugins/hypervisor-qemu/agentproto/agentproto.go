@@ -35,14 +35,26 @@ const (
 // Request operations.
 const (
 	// OpSetCPUs onlines or offlines vCPUs so that exactly CPUs are online
-	// (hotplugged ones included). Offlining is how vCPUs scale down.
+	// (hotplugged ones included). Offlining is how vCPUs scale down. The
+	// target is remembered: vCPUs hotplugged later are onlined only up to
+	// it, so the plugin sets the target first, then hotplugs what is
+	// missing. The reply's cpus is the count online now.
 	OpSetCPUs = "set_cpus"
-	// OpDownscale asks the guest's consent to shrink to CPUs/MemoryBytes.
+	// OpDownscale asks the guest's consent to shrink to CPUs/MemoryBytes
+	// (MemoryBytes 0: memory stays). The reply is ok, or not ok with the
+	// reason in Error.
 	OpDownscale = "downscale"
-	// OpLoad generates CPU and memory load for a while.
+	// OpLoad generates load for DurationNs: CPUWorkers busy threads and
+	// MemoryBytes allocated and touched. It replaces the running load; one
+	// with neither workers nor memory just stops it.
 	OpLoad = "load"
 	// OpPing answers at once (liveness, round-trip time).
 	OpPing = "ping"
+	// OpHello asks for a hello now, before the reply. The agent greets each
+	// host connection it notices, but a host that reconnects quickly (a
+	// restarted plugin) may go unnoticed: the guest kernel can see the
+	// disconnect and the connect as one state, so a new host asks.
+	OpHello = "hello"
 )
 
 // Event names.
@@ -50,6 +62,9 @@ const (
 	EventMemoryPressure = "memory_pressure"
 	EventCPUOnline      = "cpu_online"
 	EventMemoryOnline   = "memory_online"
+	// EventProtocolError reports a line from the plugin the agent could not
+	// answer with a reply (no usable id); Error says what was wrong.
+	EventProtocolError = "protocol_error"
 )
 
 // Message is one line. Fields are used by the types noted.
@@ -120,7 +135,7 @@ func (m *Message) Validate() error {
 			return errors.New("request.id: must be > 0")
 		}
 		switch m.Op {
-		case OpSetCPUs, OpDownscale, OpLoad, OpPing:
+		case OpSetCPUs, OpDownscale, OpLoad, OpPing, OpHello:
 		default:
 			return fmt.Errorf("request.op: unknown %q", m.Op)
 		}

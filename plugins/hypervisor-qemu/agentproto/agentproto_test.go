@@ -18,6 +18,8 @@ func TestRoundTrip(t *testing.T) {
 		{Type: TypeMetrics, TUnixNano: 5, Load1: 1.5, OnlineCPUs: 2, MemoryTotalBytes: 1 << 30},
 		{Type: TypeRequest, ID: 7, Op: OpSetCPUs, CPUs: 3},
 		{Type: TypeReply, ID: 7, OK: true},
+		{Type: TypeRequest, ID: 8, Op: OpHello},
+		{Type: TypeEvent, Event: EventProtocolError, TUnixNano: 9, Error: "invalid character"},
 	}
 	for _, m := range in {
 		require.NoError(t, w.Write(m))

@@ -138,30 +138,18 @@ func TestParseFillsDefaults(t *testing.T) {
 	require.Empty(t, cfg.VMs)
 }
 
+// The file `make run` starts: it must parse clean and run a real fleet (a
+// hypervisor, two nodes to migrate between, VMs placement can place).
 func TestDefaultConfigFileIsValid(t *testing.T) {
 	cfg := parseFile(t, "../../config.hcl")
-
-	require.Equal(t, "state", cfg.StateDir)
-	require.Equal(t, 5*time.Second, cfg.Loop.Interval)
-	require.Equal(t, "vertigo-scaler", cfg.Plugin(pb.Kind_KIND_SCALER).Name)
-	require.NotNil(t, cfg.Plugin(pb.Kind_KIND_SCALER).Body)
-	require.Equal(t, "vertigo-placement", cfg.Plugin(pb.Kind_KIND_PLACEMENT).Name)
-	require.Nil(t, cfg.Plugin(pb.Kind_KIND_HYPERVISOR))
-	require.Len(t, cfg.Nodes, 2)
-	for _, n := range cfg.Nodes {
-		require.Equal(t, model.Size{VCPUMilli: 4000, MemoryBytes: 8 * gib}, n.Capacity)
+	for _, k := range []pb.Kind{pb.Kind_KIND_SCALER, pb.Kind_KIND_PLACEMENT, pb.Kind_KIND_HYPERVISOR} {
+		require.NotNil(t, cfg.Plugin(k), "no %s plugin", k)
 	}
-	var names []string
+	require.GreaterOrEqual(t, len(cfg.Nodes), 2)
+	require.NotEmpty(t, cfg.VMs)
 	for _, v := range cfg.VMs {
-		names = append(names, v.Name)
-		require.Empty(t, v.Node)
-		require.Equal(t, model.Bounds{
-			Min:  model.Size{VCPUMilli: 500, MemoryBytes: 512 << 20},
-			Max:  model.Size{VCPUMilli: 4000, MemoryBytes: 4 * gib},
-			Unit: model.Size{VCPUMilli: 250, MemoryBytes: 256 << 20},
-		}, v.Bounds)
+		require.True(t, v.Bounds.Max.Fits(cfg.Nodes[0].Capacity), "%s cannot reach its max on a node", v.Name)
 	}
-	require.Equal(t, []string{"pg-1", "pg-2", "pg-3"}, names)
 }
 
 func TestVCPUsAreMilli(t *testing.T) {

@@ -91,10 +91,10 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func logger(w io.Writer) hclog.Logger {
-	level := hclog.LevelFromString(os.Getenv("VERTIGO_LOG_LEVEL"))
-	if level == hclog.NoLevel {
-		level = hclog.Info
+// logger logs at VERTIGO_LOG_LEVEL, or at level when it is unset.
+func logger(w io.Writer, level hclog.Level) hclog.Logger {
+	if l := hclog.LevelFromString(os.Getenv("VERTIGO_LOG_LEVEL")); l != hclog.NoLevel {
+		level = l
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: "vertigo", Output: w, Level: level})
 }
@@ -120,7 +120,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := logger(stderr)
+	log := logger(stderr, hclog.Info)
 	h, err := daemon.Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -139,7 +139,8 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	plugins, diags := daemon.StartPlugins(ctx, cfg, logger(stderr).Named("validate"), nil)
+	// Quiet: plugins starting and stopping is not news when validating.
+	plugins, diags := daemon.StartPlugins(ctx, cfg, logger(stderr, hclog.Warn).Named("validate"), nil)
 	if diags.HasErrors() {
 		return &daemon.ConfigError{Text: config.Format(diags)}
 	}

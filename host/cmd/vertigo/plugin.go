@@ -52,7 +52,7 @@ func cmdPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	procs, err := newPluginProcesses(pos[1], *configPath, logger(stderr).Named("plugin"))
+	procs, err := newPluginProcesses(pos[1], *configPath, logger(stderr, hclog.Warn).Named("plugin"))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"testing"
@@ -117,4 +118,15 @@ func TestClientLoadAndMigrate(t *testing.T) {
 
 	unauth := &api.Client{Addr: s.Addr()}
 	require.Error(t, unauth.LoadVM(ctx, "pg-1", req), "changes need the token")
+}
+
+func TestInvalidRequestsAre400(t *testing.T) {
+	b := &fakeBackend{loadErr: fmt.Errorf("the guest has 391MiB: %w", api.ErrInvalid)}
+	s := startServer(t, b)
+	c := &api.Client{Addr: s.Addr(), Token: testToken}
+	err := c.LoadVM(context.Background(), "pg-1", api.LoadRequest{MemoryBytes: 1 << 30, DurationNs: 1e9})
+	var se *api.StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, 400, se.Code)
+	require.Contains(t, se.Message, "the guest has 391MiB")
 }

@@ -148,10 +148,15 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// fail answers a backend error: 404 for ErrNotFound, else 500.
+// fail answers a backend error: 404 for ErrNotFound, 400 for ErrInvalid,
+// else 500.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "%v", err)
+		return
+	case errors.Is(err, ErrInvalid):
+		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err)

@@ -32,6 +32,7 @@ type fakeBackend struct {
 	ticks     int
 	restarted []string
 	loads     []api.LoadRequest
+	loadErr   error
 }
 
 func (b *fakeBackend) LoadVM(_ context.Context, name string, req api.LoadRequest) error {
@@ -39,6 +40,9 @@ func (b *fakeBackend) LoadVM(_ context.Context, name string, req api.LoadRequest
 	defer b.mu.Unlock()
 	if name != "pg-1" {
 		return fmt.Errorf("vm %q: %w", name, api.ErrNotFound)
+	}
+	if b.loadErr != nil {
+		return b.loadErr
 	}
 	b.loads = append(b.loads, req)
 	return nil

@@ -87,6 +87,11 @@ type MigrateRequest struct {
 // does not know; the API answers 404. The Client's errors match it too.
 var ErrNotFound = errors.New("not found")
 
+// ErrInvalid is what a Backend returns (possibly wrapped) for a request it
+// refuses as it is, such as a load the guest cannot hold; the API answers
+// 400.
+var ErrInvalid = errors.New("invalid request")
+
 // Backend is the host behind the API.
 type Backend interface {
 	Status(ctx context.Context) (Status, error)

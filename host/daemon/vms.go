@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/vertigo-autoscaler/vertigo/host/api"
 	"github.com/vertigo-autoscaler/vertigo/host/model"
 	"github.com/vertigo-autoscaler/vertigo/host/store"
@@ -117,7 +120,11 @@ func (h *Host) LoadVM(ctx context.Context, name string, req api.LoadRequest) err
 	if h.hv == nil {
 		return fmt.Errorf("no hypervisor plugin is configured: vm %q does not run", name)
 	}
-	return h.hv.GenerateLoad(ctx, &pb.GenerateLoadRequest{Name: name, CpuWorkers: req.CPUWorkers, MemoryBytes: req.MemoryBytes, DurationNanos: req.DurationNs})
+	err := h.hv.GenerateLoad(ctx, &pb.GenerateLoadRequest{Name: name, CpuWorkers: req.CPUWorkers, MemoryBytes: req.MemoryBytes, DurationNanos: req.DurationNs})
+	if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument {
+		return fmt.Errorf("%s: %w", s.Message(), api.ErrInvalid)
+	}
+	return err
 }
 
 // MigrateVM implements api.Backend.

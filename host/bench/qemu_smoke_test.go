@@ -60,7 +60,7 @@ func TestSmokeReact(t *testing.T) {
 	bin := buildBinaries(t, hostBinary, scalerBinary, placementBinary, qemuBinary)
 	ownTempDir(t)
 	f := runBench(t, []string{"react", "-runs", "1", "-bin", bin, "-guest", guestDir(t)},
-		"cpu_p50_ms", "cpu_baseline_p50_ms", "mem_p50_ms", "mem_baseline_p50_ms", "runs")
+		"cpu_p50_ms", "cpu_from_decision_p50_ms", "cpu_baseline_p50_ms", "mem_p50_ms", "mem_from_decision_p50_ms", "mem_baseline_p50_ms", "runs")
 	require.Equal(t, 1.0, f["runs"])
 	for _, k := range []string{"cpu_p50_ms", "cpu_baseline_p50_ms", "mem_p50_ms", "mem_baseline_p50_ms"} {
 		require.Positive(t, f[k], k)

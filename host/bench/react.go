@@ -53,8 +53,13 @@ type dimension struct {
 	key  string // of the figures
 	vm   benchVM
 	goal time.Duration
-	step string // the load step, for the header
-	load func(api.Usage) api.LoadRequest
+	// fromEvent: the goal counts from the guest's pressure event (the
+	// decision it triggers), as the issue states it for memory, not from
+	// the load step: how long a load takes to fill the guest is the
+	// load's, not Vertigo's.
+	fromEvent bool
+	step      string // the load step, for the header
+	load      func(api.Usage) api.LoadRequest
 	// online is what the guest says it has online; size is the VM's size
 	// in this dimension.
 	online func(api.Usage) uint64
@@ -75,7 +80,7 @@ var reactDims = []dimension{
 		format: func(milli uint64) string { return vcpus(int64(milli)) + " vCPU" },
 	},
 	{
-		key: "mem", vm: reactMem, goal: 500 * time.Millisecond,
+		key: "mem", vm: reactMem, goal: 500 * time.Millisecond, fromEvent: true,
 		step: fmt.Sprintf("memory that takes the guest %.0f%% of its memory past its pressure line (used > %.2f x (total - %s))",
 			pressureMargin*100, agentPressure, model.FormatBytes(agentHeadroom)),
 		load: func(u api.Usage) api.LoadRequest {
@@ -191,8 +196,15 @@ func react(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 			round3(p50(through[j], func(r reaction) time.Duration { return r.recorded })))
 		row(stdout, d.key+" p50 floor", "%v: Resize returned after %v", round3(floorOnline),
 			round3(p50(floors[j], func(r floorRun) time.Duration { return r.returned })))
-		row(stdout, fmt.Sprintf("%s goal < %v", d.key, d.goal), "%s", verdict(online, floorOnline, d.goal, through[j]))
+		fromDecision := p50(through[j], func(r reaction) time.Duration { return r.online - r.decided })
+		row(stdout, d.key+" p50 from the decision", "%v (the pass that grew the VM began, to more online)", round3(fromDecision))
+		if d.fromEvent {
+			row(stdout, fmt.Sprintf("%s goal < %v from the event", d.key, d.goal), "%s", verdict(fromDecision, floorOnline, d.goal, through[j]))
+		} else {
+			row(stdout, fmt.Sprintf("%s goal < %v", d.key, d.goal), "%s", verdict(online, floorOnline, d.goal, through[j]))
+		}
 		f.add(d.key+"_p50_ms", millis(online), 0)
+		f.add(d.key+"_from_decision_p50_ms", millis(fromDecision), 0)
 		f.add(d.key+"_baseline_p50_ms", millis(floorOnline), 0)
 	}
 	f.addInt("runs", *runs)

@@ -130,21 +130,25 @@ func (h *Host) Run(ctx context.Context) {
 	h.log.Info("vertigo host running", "api", h.api.Addr(), "state_dir", h.cfg.StateDir, "interval", h.cfg.Loop.Interval)
 	t := time.NewTicker(h.cfg.Loop.Interval)
 	defer t.Stop()
-	for {
+	pass := func() {
 		if err := h.Tick(ctx); err != nil && ctx.Err() == nil {
 			h.log.Error("control loop pass failed; VMs left as they are", "error", err)
 		}
+	}
+	pass()
+	for {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
 			return
 		case <-t.C:
+			pass()
 		case vm := <-h.trigger:
-			// A guest under pressure skips the wait for the next tick.
+			// A guest under pressure skips the wait for the next tick, and
+			// only its VM is decided.
 			if err := h.ctrl.DecideNow(ctx, vm); err != nil && ctx.Err() == nil {
 				h.log.Error("pressure-triggered decision failed", "vm", vm, "error", err)
 			}
-			continue
 		}
 	}
 }

@@ -142,7 +142,9 @@ func TestVMLifecycle(t *testing.T) {
 		require.Equal(t, pb.MigrationPhase_MIGRATION_PHASE_COMPLETED, last.GetPhase(), last.GetMessage())
 		t.Logf("migration: %d ms in all (%d ms by the plugin's clock), downtime %d ms, %d MiB sent",
 			time.Since(started).Milliseconds(), time.Duration(last.GetElapsedNanos()).Milliseconds(), time.Duration(last.GetDowntimeNanos()).Milliseconds(), last.GetTransferredBytes()/mib)
-		require.Positive(t, last.GetDowntimeNanos())
+		// QEMU reports downtime in whole milliseconds: a quick switchover
+		// of an idle guest can be 0.
+		require.Less(t, last.GetDowntimeNanos(), last.GetElapsedNanos(), "the pause is part of the migration")
 
 		listed, err := c.Hypervisor.ListVMs(within(t, 5*time.Second), &pb.ListVMsRequest{})
 		require.NoError(t, err)

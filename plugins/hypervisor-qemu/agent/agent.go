@@ -112,10 +112,40 @@ func (a *agent) reportMetrics(ctx context.Context) {
 	tick := time.NewTicker(metricsInterval)
 	defer tick.Stop()
 	for {
-		m, err := a.state(agentproto.TypeMetrics)
-		a.log.error("metrics", err)
-		if err == nil {
-			a.out.postMetrics(m)
+		a.postState()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// postState posts the guest's state now: every second, and at once after
+// something came online, so the host sees a resize land without waiting
+// for the next second.
+func (a *agent) postState() {
+	m, err := a.state(agentproto.TypeMetrics)
+	a.log.error("metrics", err)
+	if err == nil {
+		a.out.postMetrics(m)
+	}
+}
+
+// watchCPU samples the CPU stall time often and raises cpu_pressure when
+// tasks have been waiting for a CPU.
+func (a *agent) watchCPU(ctx context.Context) {
+	tick := time.NewTicker(memorySampleInterval)
+	defer tick.Stop()
+	detector := newCPUStallDetector()
+	for {
+		total, ok, err := a.sys.pressureTotal("cpu")
+		a.log.error("cpu pressure", err)
+		if !ok && err == nil {
+			return // no PSI in this kernel: nothing to watch
+		}
+		if ok && detector.observe(a.now(), total) {
+			a.out.post(a.event(agentproto.EventCPUPressure))
 		}
 		select {
 		case <-ctx.Done():
@@ -140,6 +170,7 @@ func (a *agent) watchMemory(ctx context.Context) {
 				ev := a.event(agentproto.EventMemoryOnline)
 				ev.MemoryTotalBytes, ev.MemoryUsedBytes = mem.Total, mem.Used()
 				a.out.post(ev)
+				a.postState()
 			}
 			lastTotal = mem.Total
 			if detector.observe(a.now(), mem) {

@@ -107,4 +107,5 @@ func (a *agent) announceCPUs(res cpuResult) {
 	ev := a.event(agentproto.EventCPUOnline)
 	ev.OnlineCPUs = res.Online
 	a.out.post(ev)
+	a.postState()
 }

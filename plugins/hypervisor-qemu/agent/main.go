@@ -46,6 +46,7 @@ func run(ctx context.Context, logger *log.Logger) error {
 	// gets its hotplugged CPUs and memory.
 	go a.watchHotplug(ctx)
 	go a.watchMemory(ctx)
+	go a.watchCPU(ctx)
 	go a.reportMetrics(ctx)
 
 	path, err := waitPort(ctx, realSystem.sys, "/dev", agentproto.PortName, portWait)

@@ -38,3 +38,50 @@ func (d *pressureDetector) observe(now time.Time, m memInfo) bool {
 	d.last = now
 	return true
 }
+
+// cpuStallDetector turns PSI's cumulative CPU stall time into an event
+// when tasks waited for a CPU for more than fraction of the last window:
+// a CPU load step shows within a few hundred milliseconds, where avg10
+// needs seconds to climb past a threshold.
+type cpuStallDetector struct {
+	fraction float64
+	window   int // samples
+	interval time.Duration
+	samples  []stallSample
+	last     time.Time // last event
+}
+
+type stallSample struct {
+	at      time.Time
+	totalUs uint64
+}
+
+func newCPUStallDetector() *cpuStallDetector {
+	return &cpuStallDetector{fraction: 0.3, window: 3, interval: time.Second}
+}
+
+// observe takes the stall total at now and reports whether to emit a
+// cpu_pressure event (at most once per interval).
+func (d *cpuStallDetector) observe(now time.Time, totalUs uint64) bool {
+	d.samples = append(d.samples, stallSample{now, totalUs})
+	if len(d.samples) > d.window+1 {
+		d.samples = d.samples[1:]
+	}
+	if len(d.samples) <= d.window {
+		return false
+	}
+	first := d.samples[0]
+	elapsed := now.Sub(first.at)
+	if elapsed <= 0 || totalUs < first.totalUs {
+		return false
+	}
+	stalled := time.Duration(totalUs-first.totalUs) * time.Microsecond
+	if float64(stalled) <= d.fraction*float64(elapsed) {
+		return false
+	}
+	if !d.last.IsZero() && now.Sub(d.last) < d.interval {
+		return false
+	}
+	d.last = now
+	return true
+}

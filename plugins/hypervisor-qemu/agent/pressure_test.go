@@ -28,3 +28,41 @@ func TestPressureDetectorAtMostOncePerSecond(t *testing.T) {
 	require.False(t, d.observe(t0.Add(5*time.Second), calm))
 	require.True(t, d.observe(t0.Add(5100*time.Millisecond), full))
 }
+
+func TestCPUStallDetector(t *testing.T) {
+	d := newCPUStallDetector()
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Idle: 1 ms stalled per 100 ms, then a 50 ms blip: under 30% of the
+	// 300 ms window, no event.
+	for i := 0; i <= 4; i++ {
+		require.False(t, d.observe(at(i*100), uint64(i*1000)), "idle at %d", i)
+	}
+	require.False(t, d.observe(at(500), 4000+50_000), "a blip is not pressure")
+	// Load step: 90 ms of every 100 ms stalled.
+	total := uint64(54000)
+	fired := -1
+	for i := 6; i <= 12; i++ {
+		total += 90_000
+		if d.observe(at(i*100), total) {
+			fired = i
+			break
+		}
+	}
+	require.Equal(t, 6, fired, "the event fires at the first sample after the step")
+	// At most once a second while the stall goes on.
+	for i := 7; i < 16; i++ {
+		total += 90_000
+		require.False(t, d.observe(at(i*100), total), "again at %d", i)
+	}
+	total += 90_000
+	require.True(t, d.observe(at(1600), total))
+}
+
+func TestParsePressureSomeTotal(t *testing.T) {
+	got, err := parsePressureSomeTotal([]byte("some avg10=1.53 avg60=0.87 avg300=0.27 total=11260587\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"))
+	require.NoError(t, err)
+	require.Equal(t, uint64(11260587), got)
+	_, err = parsePressureSomeTotal([]byte("some avg10=1.53\n"))
+	require.ErrorContains(t, err, "no total")
+}

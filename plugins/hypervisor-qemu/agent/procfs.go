@@ -101,6 +101,30 @@ func parsePressureSome10(b []byte) (float64, error) {
 	return 0, fmt.Errorf("pressure: no \"some\" line")
 }
 
+// parsePressureSomeTotal reads "some total" (microseconds stalled since
+// boot) from a /proc/pressure/* file: unlike avg10, its differences tell
+// what happened in the last few hundred milliseconds.
+func parsePressureSomeTotal(b []byte) (uint64, error) {
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) == 0 || f[0] != "some" {
+			continue
+		}
+		for _, kv := range f[1:] {
+			if v, ok := strings.CutPrefix(kv, "total="); ok {
+				t, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("pressure: some total: %v", err)
+				}
+				return t, nil
+			}
+		}
+		return 0, fmt.Errorf("pressure: some line has no total: %q", s.Text())
+	}
+	return 0, fmt.Errorf("pressure: no \"some\" line")
+}
+
 func parseNonNegative(name, s string) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {

@@ -49,6 +49,19 @@ func (s system) pressure(resource string) (float64, error) {
 	return parsePressureSome10(b)
 }
 
+// pressureTotal is "some total" of a PSI resource; ok is false without PSI.
+func (s system) pressureTotal(resource string) (total uint64, ok bool, err error) {
+	b, err := s.read(s.proc, "pressure/"+resource)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	total, err = parsePressureSomeTotal(b)
+	return total, err == nil, err
+}
+
 func (s system) cpuDir(cpu int) string {
 	return filepath.Join(s.sys, "devices/system/cpu", "cpu"+strconv.Itoa(cpu))
 }

@@ -60,8 +60,12 @@ const (
 // Event names.
 const (
 	EventMemoryPressure = "memory_pressure"
-	EventCPUOnline      = "cpu_online"
-	EventMemoryOnline   = "memory_online"
+	// EventCPUPressure: tasks waited for a CPU for much of the last few
+	// hundred milliseconds; the host decides at once rather than waiting
+	// for PSI's 10-second average to climb.
+	EventCPUPressure  = "cpu_pressure"
+	EventCPUOnline    = "cpu_online"
+	EventMemoryOnline = "memory_online"
 	// EventProtocolError reports a line from the plugin the agent could not
 	// answer with a reply (no usable id); Error says what was wrong.
 	EventProtocolError = "protocol_error"

@@ -115,6 +115,13 @@ func reportFrom(vm string, m *agentproto.Message) *pb.GuestReport {
 		}
 		return r
 	case agentproto.TypeEvent:
+		if m.Event == agentproto.EventCPUPressure {
+			return &pb.GuestReport{Name: vm, Events: []*pb.GuestEvent{{
+				Type:      pb.GuestEventType_GUEST_EVENT_TYPE_CPU_PRESSURE,
+				TUnixNano: m.TUnixNano,
+				Message:   "tasks waited for a CPU",
+			}}}
+		}
 		if m.Event != agentproto.EventMemoryPressure {
 			return nil
 		}

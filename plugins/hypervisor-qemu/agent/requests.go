@@ -40,6 +40,9 @@ func (a *agent) handle(req *agentproto.Message) *agentproto.Message {
 		}
 	case agentproto.OpLoad:
 		err = a.startLoad(req)
+	case agentproto.OpShutdown:
+		a.log.printf("shutdown requested: syncing and powering off")
+		go a.sys.powerOff()
 	default:
 		err = fmt.Errorf("request.op: unknown %q", req.Op)
 	}

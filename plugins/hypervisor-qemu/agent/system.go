@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // system is the guest kernel as the agent sees it: procfs and sysfs, rooted
@@ -169,4 +171,11 @@ func (s system) onlineMemoryBlock(block string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s: online: %w", block, err)
+}
+
+// powerOff syncs the filesystems and powers the guest off. Under QEMU's
+// -no-reboot the process then exits, which is what a stop waits for.
+func (s system) powerOff() {
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }

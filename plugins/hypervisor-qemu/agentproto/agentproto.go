@@ -55,6 +55,10 @@ const (
 	// restarted plugin) may go unnoticed: the guest kernel can see the
 	// disconnect and the connect as one state, so a new host asks.
 	OpHello = "hello"
+	// OpShutdown powers the guest off. The guest's init does not handle
+	// ACPI's power button, so this is how a stop is graceful; the reply
+	// may not arrive before the guest is gone.
+	OpShutdown = "shutdown"
 )
 
 // Event names.
@@ -139,7 +143,7 @@ func (m *Message) Validate() error {
 			return errors.New("request.id: must be > 0")
 		}
 		switch m.Op {
-		case OpSetCPUs, OpDownscale, OpLoad, OpPing, OpHello:
+		case OpSetCPUs, OpDownscale, OpLoad, OpPing, OpHello, OpShutdown:
 		default:
 			return fmt.Errorf("request.op: unknown %q", m.Op)
 		}

@@ -224,6 +224,19 @@ func (i *instance) detach() {
 // passed (the guest's init may ignore ACPI), then kills it. It returns once
 // the process is gone.
 func (i *instance) shutdown(ctx context.Context, grace time.Duration) error {
+	// The guest agent powers off cleanly and at once; ACPI's power button
+	// is the fallback for a guest whose agent does not answer.
+	if i.agent != nil && grace > 0 {
+		rctx, cancel := context.WithTimeout(ctx, min(grace, time.Second))
+		_, err := i.agent.Request(rctx, agentproto.Message{Op: agentproto.OpShutdown})
+		cancel()
+		if err != nil {
+			i.log.Debug("agent shutdown", "error", err)
+		}
+		if i.waitExit(ctx, grace) {
+			return nil
+		}
+	}
 	if mon, err := i.monitor(ctx); err == nil && grace > 0 {
 		if err := mon.Execute(ctx, "system_powerdown", nil, nil); err != nil {
 			i.log.Debug("system_powerdown", "error", err)

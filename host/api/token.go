@@ -90,3 +90,26 @@ func createToken(path string) error {
 	}
 	return nil
 }
+
+// AddressPath is where a host records the address its API listens on:
+// with port 0 in the config, only the host knows it after binding.
+func AddressPath(stateDir string) string { return filepath.Join(stateDir, "api-address") }
+
+// WriteAddress records addr at path (0600, replaced atomically so a reader
+// never sees half of it).
+func WriteAddress(path, addr string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(addr+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadAddress reads what WriteAddress wrote.
+func ReadAddress(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}

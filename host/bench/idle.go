@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vertigo-autoscaler/vertigo/host/api"
 	"github.com/vertigo-autoscaler/vertigo/host/model"
 )
 
@@ -105,10 +105,9 @@ func idleFootprint(ctx context.Context, bin string, vms int, window time.Duratio
 		return footprint{}, err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return footprint{}, err
-	}
+	// Port 0: the host picks a free port and records it, so no other
+	// process can take it between our choice and its bind.
+	addr := "127.0.0.1:0"
 	cfg := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(cfg, []byte(idleConfig(bin, filepath.Join(dir, "state"), addr, vms)), 0o600); err != nil {
 		return footprint{}, err
@@ -119,24 +118,13 @@ func idleFootprint(ctx context.Context, bin string, vms int, window time.Duratio
 	}
 	defer func() { err = errors.Join(err, h.stop()) }()
 
-	if err := h.waitHealthy(ctx, "http://"+addr+"/healthz"); err != nil {
+	if _, err := h.waitHealthy(ctx, api.AddressPath(filepath.Join(dir, "state"))); err != nil {
 		return footprint{}, err
 	}
 	if err := h.pause(ctx, settle); err != nil {
 		return footprint{}, err
 	}
 	return h.measure(ctx, window, hz)
-}
-
-// freeLoopbackAddr asks the kernel for a free port. Another process could
-// take it before the host binds it; the host then fails to start, loudly.
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // vmsPerNode is how many VMs of the minimum size stay under an idle node's
@@ -224,27 +212,32 @@ func (h *hostProcess) exited() error {
 
 // waitHealthy polls url until it answers 200, the host exits, or
 // readyTimeout passes.
-func (h *hostProcess) waitHealthy(ctx context.Context, url string) error {
+// waitHealthy waits for the host to record its API's address at
+// addrFile and for /healthz there to answer 200; it returns the address.
+func (h *hostProcess) waitHealthy(ctx context.Context, addrFile string) (string, error) {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.NewTimer(readyTimeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(readyEvery)
 	defer poll.Stop()
 	for {
-		resp, err := client.Get(url)
+		var resp *http.Response
+		addr, err := api.ReadAddress(addrFile)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+			if resp, err = client.Get("http://" + addr + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return addr, nil
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		case <-h.done:
-			return h.exited()
+			return "", h.exited()
 		case <-deadline.C:
-			return fmt.Errorf("%s did not answer 200 within %v (last: %s)%s", url, readyTimeout, describe(resp, err), h.logTail())
+			return "", fmt.Errorf("the host's API (address in %s) did not answer 200 within %v (last: %s)%s", addrFile, readyTimeout, describe(resp, err), h.logTail())
 		case <-poll.C:
 		}
 	}

@@ -134,32 +134,31 @@ type qemuHost struct {
 // startQEMUHost runs a host with vms in dir and waits until each VM runs
 // and its guest has reported. On error everything it started is stopped.
 func startQEMUHost(ctx context.Context, s guestSetup, dir string, vms []benchVM, stderr io.Writer) (*qemuHost, error) {
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
-	}
+	// Port 0: the host picks a free port and records it in its state.
 	cfg := filepath.Join(dir, "config.hcl")
-	if err := os.WriteFile(cfg, []byte(qemuHostConfig(s, dir, addr, vms)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(qemuHostConfig(s, dir, "127.0.0.1:0", vms)), 0o600); err != nil {
 		return nil, err
 	}
 	proc, err := startHost(filepath.Join(s.bin, hostBinary), cfg, filepath.Join(dir, "host.log"))
 	if err != nil {
 		return nil, err
 	}
-	h := &qemuHost{proc: proc, api: &api.Client{Addr: addr}, setup: s, runDir: filepath.Join(dir, "qemu"), stderr: stderr}
-	if err := h.ready(ctx, filepath.Join(dir, "state", "api-token"), vms); err != nil {
+	h := &qemuHost{proc: proc, api: &api.Client{}, setup: s, runDir: filepath.Join(dir, "qemu"), stderr: stderr}
+	if err := h.ready(ctx, filepath.Join(dir, "state"), vms); err != nil {
 		return nil, errors.Join(err, h.close())
 	}
 	return h, nil
 }
 
-// ready waits for the API (the host boots its VMs before serving it) and
+// ready waits for the API and
 // for a report from every guest.
-func (h *qemuHost) ready(ctx context.Context, tokenFile string, vms []benchVM) error {
-	if err := h.proc.waitHealthy(ctx, "http://"+h.api.Addr+"/healthz"); err != nil {
+func (h *qemuHost) ready(ctx context.Context, stateDir string, vms []benchVM) error {
+	addr, err := h.proc.waitHealthy(ctx, api.AddressPath(stateDir))
+	if err != nil {
 		return err
 	}
-	token, err := os.ReadFile(tokenFile)
+	h.api.Addr = addr
+	token, err := os.ReadFile(filepath.Join(stateDir, "api-token"))
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -96,13 +97,20 @@ func (h *Host) start(ctx context.Context) error {
 	if err := Reconcile(ctx, h.cfg, h.store, h.placement, stop, h.log); err != nil {
 		return fmt.Errorf("reconciling the fleet with %s: %w", h.cfg.File, err)
 	}
-	if h.hv != nil {
-		if err := h.adoptVMs(ctx); err != nil {
-			return err
-		}
-	}
 	h.ctrl = control.New(cc)
 
+	// The API listens before any VM is started: a port already taken must
+	// stop the host before it has changed anything.
+	if err := h.startAPI(); err != nil {
+		return err
+	}
+	if h.hv != nil {
+		return h.adoptVMs(ctx)
+	}
+	return nil
+}
+
+func (h *Host) startAPI() error {
 	token, err := api.EnsureToken(h.cfg.API.TokenFile)
 	if err != nil {
 		return err
@@ -111,7 +119,10 @@ func (h *Host) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return h.api.Start()
+	if err := h.api.Start(); err != nil {
+		return err
+	}
+	return api.WriteAddress(api.AddressPath(h.cfg.StateDir), h.api.Addr())
 }
 
 // Run supervises the plugins and runs the control loop until ctx ends.
@@ -189,6 +200,7 @@ func (h *Host) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = h.api.Shutdown(ctx)
 		cancel()
+		_ = os.Remove(api.AddressPath(h.cfg.StateDir))
 	}
 	if h.plugins != nil {
 		h.plugins.Stop()

@@ -6,7 +6,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -64,21 +63,15 @@ func requireRealParts(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
 type hostProc struct {
 	cmd    *exec.Cmd
 	log    *os.File
 	client *api.Client
 }
 
-// startHost runs `vertigo run` on the config and waits for its API.
-func startHost(t *testing.T, dir, cfg, addr string) *hostProc {
+// startHost runs `vertigo run` on the config and waits for its API, whose
+// port the host picks and records in its state directory.
+func startHost(t *testing.T, dir, cfg string) *hostProc {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dir, "host.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	require.NoError(t, err)
@@ -95,13 +88,16 @@ func startHost(t *testing.T, dir, cfg, addr string) *hostProc {
 			t.Logf("host log:\n%s", tail(string(b), 120))
 		}
 	})
-	token := ""
+	token, addr := "", ""
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "state", "api-token"))
 		if err != nil {
 			return false
 		}
 		token = strings.TrimSpace(string(b))
+		if addr, err = api.ReadAddress(api.AddressPath(filepath.Join(dir, "state"))); err != nil {
+			return false
+		}
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			return false
@@ -208,13 +204,12 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 	requireRealParts(t)
 	dir := t.TempDir()
 	t.Cleanup(func() { killQEMUs(t, filepath.Join(dir, "qemu")) })
-	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "config.hcl")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(config, addr,
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(config, "127.0.0.1:0",
 		filepath.Join(bin, "vertigo-scaler"), filepath.Join(bin, "vertigo-placement"), filepath.Join(bin, "vertigo-qemu"),
 		filepath.Join(guest, "vmlinux"), filepath.Join(guest, "initramfs.cpio.gz"))), 0o600))
 
-	h := startHost(t, dir, cfg, addr)
+	h := startHost(t, dir, cfg)
 	ctx := context.Background()
 	st := waitFor(t, h.client, 90*time.Second, "pg-1 running and reporting", func(s api.Status) bool {
 		_, ok := s.Usage["pg-1"]
@@ -262,7 +257,7 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 		return true
 	}, 10*time.Second, 50*time.Millisecond, "plugins outlived their host")
 
-	h2 := startHost(t, dir, cfg, addr)
+	h2 := startHost(t, dir, cfg)
 	st2 := waitFor(t, h2.client, 60*time.Second, "pg-1 recovered and reporting", func(s api.Status) bool {
 		return vmOf(s, "pg-1").Phase == model.PhaseRunning && s.Usage["pg-1"].UptimeNanos > st.Usage["pg-1"].UptimeNanos
 	})

@@ -279,14 +279,17 @@ func (p *Plugin) restart(ctx context.Context) {
 	backoff := p.opts.BackoffMin
 	for attempt := 1; ; attempt++ {
 		l, info, caps, err := p.launch(ctx)
-		if p.opts.OnRestart != nil {
-			p.opts.OnRestart(p.spec.Name, err)
-		}
 		if err == nil {
 			p.mu.Lock()
 			p.cur, p.info, p.caps = l, info, caps
 			p.restarts++
 			p.mu.Unlock()
+		}
+		// Told after the state changed, so an observer sees the restart.
+		if p.opts.OnRestart != nil {
+			p.opts.OnRestart(p.spec.Name, err)
+		}
+		if err == nil {
 			p.log.Info("plugin restarted", "attempt", attempt)
 			return
 		}

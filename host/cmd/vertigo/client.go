@@ -23,10 +23,17 @@ func apiClient(fs *flag.FlagSet, args []string) (*api.Client, *flag.FlagSet, err
 		return nil, nil, usageError{err.Error()}
 	}
 	cfg, diags := config.Load(*path)
+	var err error
 	if diags.HasErrors() {
 		return nil, nil, fmt.Errorf("reading %s to find the API: %s", *path, config.Format(diags))
 	}
 	c := &api.Client{Addr: cfg.API.Address, HTTP: &http.Client{Timeout: 10 * time.Second}}
+	if strings.HasSuffix(c.Addr, ":0") {
+		// The host chose the port; it recorded it in its state directory.
+		if c.Addr, err = api.ReadAddress(api.AddressPath(cfg.StateDir)); err != nil {
+			return nil, nil, fmt.Errorf("the API's port is chosen by the host, which has not recorded it (is it running?): %w", err)
+		}
+	}
 	if *addr != "" {
 		c.Addr = *addr
 	}

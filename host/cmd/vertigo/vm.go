@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -48,6 +49,8 @@ func cmdVM(ctx context.Context, args []string, stdout io.Writer) error {
 		if *to == "" {
 			return usageError{"vm migrate NAME --to NODE"}
 		}
+		// A migration takes as long as it takes; Ctrl-C (ctx) ends the wait.
+		c.HTTP = &http.Client{}
 		start := time.Now()
 		var last api.Migration
 		err = c.MigrateVM(ctx, name, *to, func(m api.Migration) {

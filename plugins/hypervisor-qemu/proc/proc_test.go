@@ -17,6 +17,12 @@ func startSleep(t *testing.T) *exec.Cmd {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
+	// Start returns once exec has begun; the kernel publishes the new
+	// command line a moment later.
+	require.Eventually(t, func() bool {
+		args, err := Cmdline(cmd.Process.Pid)
+		return err == nil && len(args) > 0
+	}, 10*time.Second, time.Millisecond, "sleep's command line never appeared")
 	return cmd
 }
 

@@ -58,10 +58,12 @@ test: build guest check-proto
 	$(BIN)/vertigo plugin conformance placement $(BIN)/vertigo-placement
 	$(BIN)/vertigo plugin conformance hypervisor $(BIN)/vertigo-qemu -config plugins/hypervisor-qemu/conformance.hcl
 
-bench: build
+bench: build guest
 	$(BIN)/vertigo bench plugin-call
 	$(BIN)/vertigo bench placement --nodes 1000 --vms 20000
 	$(BIN)/vertigo bench idle --vms 100
+	$(BIN)/vertigo bench react
+	$(BIN)/vertigo bench migrate --mem 1GiB
 
 # protoc from Debian, the Go generators from Go modules (pinned).
 deps-proto:

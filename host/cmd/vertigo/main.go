@@ -32,7 +32,8 @@ commands:
   vm migrate NAME --to NODE             live-migrate a VM now, with a progress bar
   plugin conformance KIND BINARY [-config FILE]
                                         run the SDK's conformance suite against a plugin binary
-  bench plugin-call|placement|idle      measure; the last line is key=value figures
+  bench plugin-call|placement|idle|react|migrate
+                                        measure; the last line is key=value figures
 `
 
 func main() {

@@ -113,6 +113,18 @@ func (c *CPU) SetQuota(name string, vcpuMilli int64) error {
 	return write(dir, "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
 }
 
+// Unlimit lifts the cap of the group called name, for the length of a
+// live migration: the quota is the guest's share of CPU, and QEMU's
+// migration thread in the same process must not eat into it (or be
+// starved by it) while it copies memory and pauses the guest.
+func (c *CPU) Unlimit(name string) error {
+	dir := c.Dir(name)
+	if c.v2 {
+		return write(dir, "cpu.max", fmt.Sprintf("max %d", Period))
+	}
+	return write(dir, "cpu.cfs_quota_us", "-1")
+}
+
 // Quota is the CPU time per Period, in microseconds, that vcpuMilli
 // thousandths of a CPU get.
 func Quota(vcpuMilli int64) int64 {

@@ -43,6 +43,8 @@ func TestV2WritesCPUMaxAndEnablesTheController(t *testing.T) {
 	require.Equal(t, "4242", read(t, filepath.Join(dir, "cgroup.procs")))
 	require.NoError(t, c.SetQuota("pg-1@node-a", 250))
 	require.Equal(t, "25000 100000", read(t, filepath.Join(dir, "cpu.max")))
+	require.NoError(t, c.Unlimit("pg-1@node-a"))
+	require.Equal(t, "max 100000", read(t, filepath.Join(dir, "cpu.max")), "no cap while a migration runs")
 }
 
 func TestV1WritesPeriodThenQuota(t *testing.T) {
@@ -57,6 +59,8 @@ func TestV1WritesPeriodThenQuota(t *testing.T) {
 	require.Equal(t, "100000", read(t, filepath.Join(dir, "cpu.cfs_period_us")))
 	require.Equal(t, "50000", read(t, filepath.Join(dir, "cpu.cfs_quota_us")))
 	require.Equal(t, "99", read(t, filepath.Join(dir, "cgroup.procs")))
+	require.NoError(t, c.Unlimit("vm"))
+	require.Equal(t, "-1", read(t, filepath.Join(dir, "cpu.cfs_quota_us")), "no cap while a migration runs")
 }
 
 func TestDetectSaysWhyThereIsNoController(t *testing.T) {

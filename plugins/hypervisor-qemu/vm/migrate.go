@@ -183,6 +183,7 @@ func (m *migration) transfer(ctx context.Context, bandwidth uint64, downtime tim
 	}
 	events := srcMon.Subscribe("MIGRATION")
 	defer events.Close()
+	m.liftQuotas()
 	if err := srcMon.Execute(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
 		return st, err
 	}
@@ -267,12 +268,36 @@ func (m *migration) takeOver(ctx context.Context) error {
 	if err := m.dst.save(); err != nil {
 		return err
 	}
+	m.quota(m.dst)
 	m.v.adopt(m.dst)
 	if err := m.src.shutdown(ctx, 0); err != nil {
 		m.src.log.Error("stopping the source after the migration", "error", err)
 	}
 	m.src.release(m.v.env)
 	return nil
+}
+
+// liftQuotas lifts the CPU quota of source and destination while the memory
+// moves (see cgroup.Unlimit).
+func (m *migration) liftQuotas() {
+	if m.v.env.CPU == nil {
+		return
+	}
+	for _, inst := range []*instance{m.src, m.dst} {
+		if err := m.v.env.CPU.Unlimit(inst.cgroupName()); err != nil {
+			inst.log.Warn("lifting the CPU quota for the migration", "error", err)
+		}
+	}
+}
+
+// quota gives the instance that now runs the guest its quota back.
+func (m *migration) quota(inst *instance) {
+	if m.v.env.CPU == nil {
+		return
+	}
+	if err := m.v.env.CPU.SetQuota(inst.cgroupName(), inst.dev.Size.VCPUMilli); err != nil {
+		inst.log.Warn("restoring the CPU quota after the migration", "error", err)
+	}
 }
 
 // rollBack removes the destination and resumes the source if the
@@ -283,6 +308,7 @@ func (m *migration) rollBack(cause error) {
 	if m.dst != nil {
 		m.dst.destroy(m.v.env)
 	}
+	m.quota(m.src)
 	m.v.mu.Lock()
 	if m.v.state == Migrating {
 		m.v.state = Running

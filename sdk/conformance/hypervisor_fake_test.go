@@ -95,7 +95,8 @@ type fakeVM struct {
 	size *pb.Size
 	pid  int
 	// booted is where the guest's uptime counts from: a live migration
-	// keeps it.
+	// keeps it. A new guest starts an hour old, so that a reboot shows as
+	// a drop whatever the timing of the samples.
 	booted time.Time
 	// startedBy is the plugin process that started the VM.
 	startedBy *fakeHypervisor
@@ -213,7 +214,7 @@ func (f *fakeHypervisor) StartVM(_ context.Context, req *pb.StartVMRequest) (*pb
 	if v, ok := f.m.vms[spec.GetName()]; ok {
 		return &pb.StartVMResponse{Status: v.status()}, nil
 	}
-	v := &fakeVM{spec: spec, node: spec.GetNode(), size: spec.GetSize(), pid: f.m.nextPID(), booted: time.Now(), startedBy: f}
+	v := &fakeVM{spec: spec, node: spec.GetNode(), size: spec.GetSize(), pid: f.m.nextPID(), booted: time.Now().Add(-time.Hour), startedBy: f}
 	f.m.vms[spec.GetName()] = v
 	f.m.started = append(f.m.started, spec.GetName())
 	return &pb.StartVMResponse{Status: v.status()}, nil

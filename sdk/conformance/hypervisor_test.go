@@ -122,15 +122,27 @@ func (b ignoresTarget) Resize(_ context.Context, req *pb.ResizeRequest) (*pb.Res
 type rebootsOnMigration struct{ *fakeHypervisor }
 
 func (b rebootsOnMigration) Migrate(req *pb.MigrateRequest, stream pb.Hypervisor_MigrateServer) error {
-	if err := b.fakeHypervisor.Migrate(req, stream); err != nil {
-		return err
+	return b.fakeHypervisor.Migrate(req, rebootOnCompletion{stream, func() {
+		b.m.mu.Lock()
+		defer b.m.mu.Unlock()
+		if v, ok := b.m.vms[req.GetName()]; ok {
+			v.booted = time.Now()
+		}
+	}})
+}
+
+// rebootOnCompletion reboots the guest before the client hears the
+// migration completed, so no sample it takes afterwards predates the reboot.
+type rebootOnCompletion struct {
+	pb.Hypervisor_MigrateServer
+	reboot func()
+}
+
+func (s rebootOnCompletion) Send(p *pb.MigrationProgress) error {
+	if p.GetPhase() == pb.MigrationPhase_MIGRATION_PHASE_COMPLETED {
+		s.reboot()
 	}
-	b.m.mu.Lock()
-	defer b.m.mu.Unlock()
-	if v, ok := b.m.vms[req.GetName()]; ok {
-		v.booted = time.Now()
-	}
-	return nil
+	return s.Hypervisor_MigrateServer.Send(p)
 }
 
 // migratesSilently sends no progress, only the final phase.

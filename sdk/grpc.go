@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
 )
@@ -79,6 +82,11 @@ func (b *baseServer) ConfigSchema(context.Context, *pb.ConfigSchemaRequest) (*pb
 }
 
 func (b *baseServer) SetConfig(ctx context.Context, req *pb.SetConfigRequest) (*pb.SetConfigResponse, error) {
+	// Checked here, once for every plugin: a host must use a version from
+	// PluginInfo, and a plugin must not guess what another one means.
+	if info := b.impl.Info(); !slices.Contains(info.APIVersions, req.GetApiVersion()) {
+		return nil, status.Errorf(codes.InvalidArgument, "api_version: %d is not one plugin %q speaks (%s)", req.GetApiVersion(), info.Name, versionList(info.APIVersions))
+	}
 	err := b.impl.SetConfig(ctx, req.GetConfigJson(), req.GetApiVersion())
 	var fe FieldErrors
 	if errors.As(err, &fe) {

@@ -66,10 +66,7 @@ func (p *plugin) ConfigSchema() *pb.ConfigSchema { return configSchema() }
 
 // SetConfig (re)configures the plugin and re-attaches to the VMs in
 // run_dir. The same configuration again changes nothing.
-func (p *plugin) SetConfig(ctx context.Context, configJSON []byte, apiVersion uint32) error {
-	if !slices.Contains(sdk.APIVersions, apiVersion) {
-		return fmt.Errorf("API version %d is not one this plugin speaks (%v)", apiVersion, sdk.APIVersions)
-	}
+func (p *plugin) SetConfig(ctx context.Context, configJSON []byte, _ uint32) error {
 	cfg, err := decodeConfig(configJSON)
 	if err != nil {
 		return err

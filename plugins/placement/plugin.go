@@ -51,10 +51,7 @@ func (p *plugin) ConfigSchema() *pb.ConfigSchema { return configSchema() }
 
 // SetConfig replaces the policy as a whole, or not at all. The fleet is
 // kept: a new policy applies to the next decision.
-func (p *plugin) SetConfig(_ context.Context, configJSON []byte, apiVersion uint32) error {
-	if !slices.Contains(sdk.APIVersions, apiVersion) {
-		return fmt.Errorf("API version %d is not spoken by %s (it speaks %v)", apiVersion, pluginName, sdk.APIVersions)
-	}
+func (p *plugin) SetConfig(_ context.Context, configJSON []byte, _ uint32) error {
 	policy, err := parseConfig(configJSON)
 	if err != nil {
 		return err

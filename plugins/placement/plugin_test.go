@@ -114,7 +114,7 @@ func TestSetConfigNamesEveryRejectedAttribute(t *testing.T) {
 	}
 
 	require.ErrorContains(t, c.Configure(ctx, []byte(`{"stratgey":"pack"}`), 1), `unknown field "stratgey"`)
-	require.ErrorContains(t, c.Configure(ctx, []byte(`{}`), 2), "API version 2 is not spoken by vertigo-placement")
+	require.ErrorContains(t, c.Configure(ctx, []byte(`{}`), 2), "api_version: 2 is not one plugin \"vertigo-placement\" speaks")
 }
 
 // placeOnTwoNodes returns where a small VM goes between a roomy and a

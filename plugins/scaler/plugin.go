@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -43,10 +42,7 @@ func (p *plugin) Info() sdk.Info {
 
 func (p *plugin) ConfigSchema() *pb.ConfigSchema { return configSchema() }
 
-func (p *plugin) SetConfig(_ context.Context, configJSON []byte, apiVersion uint32) error {
-	if !slices.Contains(sdk.APIVersions, apiVersion) {
-		return fmt.Errorf("API version %d is not one this plugin speaks (%v)", apiVersion, sdk.APIVersions)
-	}
+func (p *plugin) SetConfig(_ context.Context, configJSON []byte, _ uint32) error {
 	cfg, err := decodeConfig(configJSON)
 	if err != nil {
 		return err

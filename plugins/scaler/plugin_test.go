@@ -104,7 +104,7 @@ func TestSetConfigNamesTheFieldsItRejects(t *testing.T) {
 		require.Equal(t, tc.want, fe, tc.json)
 	}
 	require.ErrorContains(t, c.Configure(ctx, []byte(`{"turbo": true}`), 1), `unknown field "turbo"`)
-	require.ErrorContains(t, c.Configure(ctx, []byte(`{}`), 2), "API version 2")
+	require.ErrorContains(t, c.Configure(ctx, []byte(`{}`), 2), "api_version: 2 is not one plugin \"vertigo-scaler\" speaks")
 	require.ErrorContains(t, c.Healthy(ctx), "not configured", "rejected configurations configure nothing")
 }
 

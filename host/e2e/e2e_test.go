@@ -117,13 +117,6 @@ func tail(s string, lines int) string {
 	return strings.Join(l, "\n")
 }
 
-func status(t *testing.T, c *api.Client) api.Status {
-	t.Helper()
-	st, err := c.Status(context.Background())
-	require.NoError(t, err)
-	return st
-}
-
 func vmOf(st api.Status, name string) model.VM {
 	for _, vm := range st.VMs {
 		if vm.Name == name {

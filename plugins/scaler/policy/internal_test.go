@@ -80,9 +80,13 @@ func TestLoadTrend(t *testing.T) {
 
 func TestFitRoundsUpThenClamps(t *testing.T) {
 	d := dim{min: 500, max: 3600, unit: 250}
+	// Variables, so the compiler does not fold the sum into an exact 0.3.
+	a, b := 0.1, 0.2
+	noisy := (a + b) / 0.3 * 1000 // 1000.0000000000001
+	require.NotEqual(t, 1000.0, noisy, "the case below needs float noise")
 	cases := []struct{ in, want float64 }{
 		{1000, 1000},                 // a multiple stays
-		{0.9 / 0.9 * 1000, 1000},     // float noise does not cost a unit
+		{noisy, 1000},                // float noise does not cost a unit
 		{1000.0000001 * 1.001, 1250}, // anything more is a unit up
 		{3556, 3600},                 // 3750 is clamped to max, which need not be a multiple
 		{10, 500},                    // below min

@@ -73,11 +73,12 @@ func parseLoadAvg(b []byte) (load1, load5 float64, err error) {
 	return load1, load5, nil
 }
 
-// parsePressureSome10 reads "some avg10" from a /proc/pressure/* file:
+// pressureSome returns the value of key ("avg10", "total") on the "some"
+// line of a /proc/pressure/* file:
 //
 //	some avg10=1.53 avg60=0.87 avg300=0.27 total=11260587
 //	full avg10=0.00 avg60=0.00 avg300=0.00 total=0
-func parsePressureSome10(b []byte) (float64, error) {
+func pressureSome(b []byte, key string) (string, error) {
 	s := bufio.NewScanner(bytes.NewReader(b))
 	for s.Scan() {
 		f := strings.Fields(s.Text())
@@ -85,44 +86,44 @@ func parsePressureSome10(b []byte) (float64, error) {
 			continue
 		}
 		for _, kv := range f[1:] {
-			if v, ok := strings.CutPrefix(kv, "avg10="); ok {
-				p, err := parseNonNegative("pressure: some avg10", v)
-				if err != nil {
-					return 0, err
-				}
-				if p > 100 {
-					return 0, fmt.Errorf("pressure: some avg10: %v is above 100", p)
-				}
-				return p, nil
+			if v, ok := strings.CutPrefix(kv, key+"="); ok {
+				return v, nil
 			}
 		}
-		return 0, fmt.Errorf("pressure: some line has no avg10: %q", s.Text())
+		return "", fmt.Errorf("pressure: some line has no %s: %q", key, s.Text())
 	}
-	return 0, fmt.Errorf("pressure: no \"some\" line")
+	return "", fmt.Errorf("pressure: no \"some\" line")
+}
+
+// parsePressureSome10 reads "some avg10", a percentage.
+func parsePressureSome10(b []byte) (float64, error) {
+	v, err := pressureSome(b, "avg10")
+	if err != nil {
+		return 0, err
+	}
+	p, err := parseNonNegative("pressure: some avg10", v)
+	if err != nil {
+		return 0, err
+	}
+	if p > 100 {
+		return 0, fmt.Errorf("pressure: some avg10: %v is above 100", p)
+	}
+	return p, nil
 }
 
 // parsePressureSomeTotal reads "some total" (microseconds stalled since
-// boot) from a /proc/pressure/* file: unlike avg10, its differences tell
-// what happened in the last few hundred milliseconds.
+// boot): unlike avg10, its differences tell what happened in the last few
+// hundred milliseconds.
 func parsePressureSomeTotal(b []byte) (uint64, error) {
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		f := strings.Fields(s.Text())
-		if len(f) == 0 || f[0] != "some" {
-			continue
-		}
-		for _, kv := range f[1:] {
-			if v, ok := strings.CutPrefix(kv, "total="); ok {
-				t, err := strconv.ParseUint(v, 10, 64)
-				if err != nil {
-					return 0, fmt.Errorf("pressure: some total: %v", err)
-				}
-				return t, nil
-			}
-		}
-		return 0, fmt.Errorf("pressure: some line has no total: %q", s.Text())
+	v, err := pressureSome(b, "total")
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("pressure: no \"some\" line")
+	t, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("pressure: some total: %v", err)
+	}
+	return t, nil
 }
 
 func parseNonNegative(name, s string) (float64, error) {

@@ -38,14 +38,20 @@ func (s system) loadAvg() (load1, load5 float64, err error) {
 	return parseLoadAvg(b)
 }
 
-// pressure is "some avg10" of a PSI resource, or 0 when the kernel has no
-// PSI (CONFIG_PSI off, or psi=0 on the command line: no /proc/pressure).
-func (s system) pressure(resource string) (float64, error) {
-	b, err := s.read(s.proc, "pressure/"+resource)
+// readPressure reads a PSI file; ok is false when the kernel has no PSI
+// (CONFIG_PSI off, or psi=0 on the command line: no /proc/pressure).
+func (s system) readPressure(resource string) (b []byte, ok bool, err error) {
+	b, err = s.read(s.proc, "pressure/"+resource)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return nil, false, nil
 	}
-	if err != nil {
+	return b, err == nil, err
+}
+
+// pressure is "some avg10" of a PSI resource, or 0 without PSI.
+func (s system) pressure(resource string) (float64, error) {
+	b, ok, err := s.readPressure(resource)
+	if !ok {
 		return 0, err
 	}
 	return parsePressureSome10(b)
@@ -53,11 +59,8 @@ func (s system) pressure(resource string) (float64, error) {
 
 // pressureTotal is "some total" of a PSI resource; ok is false without PSI.
 func (s system) pressureTotal(resource string) (total uint64, ok bool, err error) {
-	b, err := s.read(s.proc, "pressure/"+resource)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, false, nil
-	}
-	if err != nil {
+	b, ok, err := s.readPressure(resource)
+	if !ok {
 		return 0, false, err
 	}
 	total, err = parsePressureSomeTotal(b)

@@ -235,20 +235,11 @@ func (h *Host) Status(ctx context.Context) (api.Status, error) {
 		}
 	}
 	for _, p := range h.plugins.ByKind {
-		ps := api.PluginStatus{Name: p.Name(), PID: p.Pid(), Restarts: p.Restarts()}
+		// From supervision's own records: a status every second must not
+		// add calls to every plugin.
+		ps := api.PluginStatus{Name: p.Name(), PID: p.Pid(), Restarts: p.Restarts(), Healthy: p.Healthy(), Capabilities: p.Capabilities()}
 		if info := p.Info(); info != nil {
 			ps.Kind, ps.Version = sdk.KindName(info.GetKind()), info.GetPluginVersion()
-		}
-		if c, err := p.Client(); err == nil {
-			cctx, cancel := context.WithTimeout(ctx, h.cfg.Loop.CallTimeout)
-			ps.Healthy = c.Healthy(cctx) == nil
-			if caps, err := c.Capabilities(cctx); err == nil {
-				for c := range caps {
-					ps.Capabilities = append(ps.Capabilities, c)
-				}
-				sort.Strings(ps.Capabilities)
-			}
-			cancel()
 		}
 		st.Plugins = append(st.Plugins, ps)
 	}

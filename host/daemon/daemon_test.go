@@ -197,6 +197,15 @@ func TestStartPlacesTheFleet(t *testing.T) {
 	require.Equal(t, "node-b", vms[1].Node, "a pinned VM stays where it is pinned")
 	require.NotEmpty(t, vms[0].Node)
 	checkAccounts(t, h)
+
+	st, err := h.Status(context.Background())
+	require.NoError(t, err)
+	require.Len(t, st.Plugins, 2)
+	for _, p := range st.Plugins {
+		require.True(t, p.Healthy, p.Name)
+		require.NotZero(t, p.PID, p.Name)
+	}
+	require.Contains(t, st.Plugins[0].Capabilities, "placement.migration_plans", "sorted by name: placement first")
 }
 
 // SIGKILL of the placement plugin while the host runs: the supervisor

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -83,6 +84,8 @@ type Plugin struct {
 	caps     map[string]bool
 	restarts int
 	hooks    []Hook
+	// lastCheck is the outcome of the latest health check (nil: healthy).
+	lastCheck error
 
 	kick chan struct{}
 	done chan struct{}
@@ -194,6 +197,26 @@ func (p *Plugin) HasCapability(c string) bool {
 	return p.caps[c]
 }
 
+// Healthy reports whether a process serves and passed its latest health
+// check: what supervision knows, without a call of its own.
+func (p *Plugin) Healthy() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.cur != nil && p.lastCheck == nil
+}
+
+// Capabilities are those declared at the last start, sorted.
+func (p *Plugin) Capabilities() []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := make([]string, 0, len(p.caps))
+	for c := range p.caps {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Restarts counts successful restarts.
 func (p *Plugin) Restarts() int {
 	p.mu.RLock()
@@ -227,7 +250,11 @@ func (p *Plugin) Run(ctx context.Context) {
 		case <-t.C:
 		case <-p.kick:
 		}
-		if err := p.check(ctx); err != nil {
+		err := p.check(ctx)
+		p.mu.Lock()
+		p.lastCheck = err
+		p.mu.Unlock()
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}

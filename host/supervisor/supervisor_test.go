@@ -163,6 +163,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	waitRestart(t, restarts)
 	require.NotEqual(t, pid, p.Pid())
 	require.NoError(t, decide(t, p))
+	require.Eventually(t, p.Healthy, 10*time.Second, 10*time.Millisecond, "the replacement passes its health checks")
 }
 
 // A plugin that stops answering is killed and replaced, again and again
@@ -181,6 +182,7 @@ func TestRestartHungPlugin(t *testing.T) {
 	waitRestart(t, restarts)
 	waitRestart(t, restarts)
 	require.GreaterOrEqual(t, p.Restarts(), 2)
+	require.False(t, p.Healthy(), "every replacement hangs too")
 	require.Error(t, syscall.Kill(pid, 0), "the hung process was killed")
 }
 

@@ -233,8 +233,12 @@ func TestVMLifecycle(t *testing.T) {
 		require.NoError(t, json.Unmarshal(b, &dst))
 		require.True(t, alive(dst.PID), "the destination runs")
 		require.NoError(t, syscall.Kill(doomed.Process.ReattachConfig().Pid, syscall.SIGKILL))
-		_, err = stream.Recv()
-		require.Error(t, err, "the stream breaks with the plugin")
+		// Progress already in flight may still arrive; then the stream
+		// breaks with the plugin, long before its deadline.
+		for err == nil {
+			_, err = stream.Recv()
+		}
+		require.NotEqual(t, codes.DeadlineExceeded, status.Code(err), "the stream breaks with the plugin: %v", err)
 
 		l := launch()
 		ctx := within(t, time.Minute)

@@ -144,8 +144,17 @@ type VMSpec struct {
 	Size   *Size                  `protobuf:"bytes,3,opt,name=size,proto3" json:"size,omitempty"`
 	Bounds *Bounds                `protobuf:"bytes,4,opt,name=bounds,proto3" json:"bounds,omitempty"`
 	// Network attachment, filled by the host from the network plugin.
-	Tap           string `protobuf:"bytes,5,opt,name=tap,proto3" json:"tap,omitempty"`
-	Mac           string `protobuf:"bytes,6,opt,name=mac,proto3" json:"mac,omitempty"`
+	Tap string `protobuf:"bytes,5,opt,name=tap,proto3" json:"tap,omitempty"`
+	Mac string `protobuf:"bytes,6,opt,name=mac,proto3" json:"mac,omitempty"`
+	// The network namespace the tap is in; empty for the plugin's own.
+	Netns string `protobuf:"bytes,7,opt,name=netns,proto3" json:"netns,omitempty"`
+	// The guest's address ("10.77.0.5/24") and gateway, configured in the
+	// guest at boot.
+	IpCidr  string `protobuf:"bytes,8,opt,name=ip_cidr,json=ipCidr,proto3" json:"ip_cidr,omitempty"`
+	Gateway string `protobuf:"bytes,9,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// The guest image, by a name the hypervisor's config defines; empty for
+	// its default image.
+	Image         string `protobuf:"bytes,10,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -218,6 +227,34 @@ func (x *VMSpec) GetTap() string {
 func (x *VMSpec) GetMac() string {
 	if x != nil {
 		return x.Mac
+	}
+	return ""
+}
+
+func (x *VMSpec) GetNetns() string {
+	if x != nil {
+		return x.Netns
+	}
+	return ""
+}
+
+func (x *VMSpec) GetIpCidr() string {
+	if x != nil {
+		return x.IpCidr
+	}
+	return ""
+}
+
+func (x *VMSpec) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *VMSpec) GetImage() string {
+	if x != nil {
+		return x.Image
 	}
 	return ""
 }
@@ -796,8 +833,14 @@ type MigrateRequest struct {
 	TargetNode                 string                 `protobuf:"bytes,2,opt,name=target_node,json=targetNode,proto3" json:"target_node,omitempty"`
 	MaxBandwidthBytesPerSecond uint64                 `protobuf:"varint,3,opt,name=max_bandwidth_bytes_per_second,json=maxBandwidthBytesPerSecond,proto3" json:"max_bandwidth_bytes_per_second,omitempty"`
 	DowntimeLimitNanos         int64                  `protobuf:"varint,4,opt,name=downtime_limit_nanos,json=downtimeLimitNanos,proto3" json:"downtime_limit_nanos,omitempty"`
-	unknownFields              protoimpl.UnknownFields
-	sizeCache                  protoimpl.SizeCache
+	// The VM's port on the target node, from Network.PrepareMigration.
+	TargetTap   string `protobuf:"bytes,5,opt,name=target_tap,json=targetTap,proto3" json:"target_tap,omitempty"`
+	TargetNetns string `protobuf:"bytes,6,opt,name=target_netns,json=targetNetns,proto3" json:"target_netns,omitempty"`
+	// Skip the announcement (RARP/gratuitous ARP) the destination sends after
+	// the switch-over; only benchmarks measuring its worth set this.
+	SkipAnnounce  bool `protobuf:"varint,7,opt,name=skip_announce,json=skipAnnounce,proto3" json:"skip_announce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MigrateRequest) Reset() {
@@ -856,6 +899,27 @@ func (x *MigrateRequest) GetDowntimeLimitNanos() int64 {
 		return x.DowntimeLimitNanos
 	}
 	return 0
+}
+
+func (x *MigrateRequest) GetTargetTap() string {
+	if x != nil {
+		return x.TargetTap
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetTargetNetns() string {
+	if x != nil {
+		return x.TargetNetns
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetSkipAnnounce() bool {
+	if x != nil {
+		return x.SkipAnnounce
+	}
+	return false
 }
 
 type MigrationProgress struct {
@@ -1244,14 +1308,19 @@ var File_vertigo_v1_hypervisor_proto protoreflect.FileDescriptor
 const file_vertigo_v1_hypervisor_proto_rawDesc = "" +
 	"\n" +
 	"\x1bvertigo/v1/hypervisor.proto\x12\n" +
-	"vertigo.v1\x1a\x16vertigo/v1/types.proto\"\xa6\x01\n" +
+	"vertigo.v1\x1a\x16vertigo/v1/types.proto\"\x85\x02\n" +
 	"\x06VMSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12$\n" +
 	"\x04size\x18\x03 \x01(\v2\x10.vertigo.v1.SizeR\x04size\x12*\n" +
 	"\x06bounds\x18\x04 \x01(\v2\x12.vertigo.v1.BoundsR\x06bounds\x12\x10\n" +
 	"\x03tap\x18\x05 \x01(\tR\x03tap\x12\x10\n" +
-	"\x03mac\x18\x06 \x01(\tR\x03mac\"\xb5\x01\n" +
+	"\x03mac\x18\x06 \x01(\tR\x03mac\x12\x14\n" +
+	"\x05netns\x18\a \x01(\tR\x05netns\x12\x17\n" +
+	"\aip_cidr\x18\b \x01(\tR\x06ipCidr\x12\x18\n" +
+	"\agateway\x18\t \x01(\tR\agateway\x12\x14\n" +
+	"\x05image\x18\n" +
+	" \x01(\tR\x05image\"\xb5\x01\n" +
 	"\bVMStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12)\n" +
@@ -1284,13 +1353,17 @@ const file_vertigo_v1_hypervisor_proto_rawDesc = "" +
 	"\x0eResizeResponse\x12(\n" +
 	"\x06actual\x18\x01 \x01(\v2\x10.vertigo.v1.SizeR\x06actual\x12\x18\n" +
 	"\arefused\x18\x02 \x01(\bR\arefused\x12%\n" +
-	"\x0erefusal_reason\x18\x03 \x01(\tR\rrefusalReason\"\xbb\x01\n" +
+	"\x0erefusal_reason\x18\x03 \x01(\tR\rrefusalReason\"\xa2\x02\n" +
 	"\x0eMigrateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vtarget_node\x18\x02 \x01(\tR\n" +
 	"targetNode\x12B\n" +
 	"\x1emax_bandwidth_bytes_per_second\x18\x03 \x01(\x04R\x1amaxBandwidthBytesPerSecond\x120\n" +
-	"\x14downtime_limit_nanos\x18\x04 \x01(\x03R\x12downtimeLimitNanos\"\xab\x02\n" +
+	"\x14downtime_limit_nanos\x18\x04 \x01(\x03R\x12downtimeLimitNanos\x12\x1d\n" +
+	"\n" +
+	"target_tap\x18\x05 \x01(\tR\ttargetTap\x12!\n" +
+	"\ftarget_netns\x18\x06 \x01(\tR\vtargetNetns\x12#\n" +
+	"\rskip_announce\x18\a \x01(\bR\fskipAnnounce\"\xab\x02\n" +
 	"\x11MigrationProgress\x120\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x1a.vertigo.v1.MigrationPhaseR\x05phase\x12+\n" +
 	"\x11transferred_bytes\x18\x02 \x01(\x04R\x10transferredBytes\x12'\n" +

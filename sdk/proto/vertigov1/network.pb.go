@@ -83,8 +83,11 @@ func (x *SetupNodeRequest) GetPeers() []string {
 }
 
 type SetupNodeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Bridge        string                 `protobuf:"bytes,1,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bridge string                 `protobuf:"bytes,1,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	// The network namespace the node's bridge and taps live in; empty for the
+	// namespace the plugin runs in.
+	Netns         string `protobuf:"bytes,2,opt,name=netns,proto3" json:"netns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -126,13 +129,25 @@ func (x *SetupNodeResponse) GetBridge() string {
 	return ""
 }
 
+func (x *SetupNodeResponse) GetNetns() string {
+	if x != nil {
+		return x.Netns
+	}
+	return ""
+}
+
 type Attachment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vm            string                 `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	Tap           string                 `protobuf:"bytes,3,opt,name=tap,proto3" json:"tap,omitempty"`
-	Mac           string                 `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
-	IpCidr        string                 `protobuf:"bytes,5,opt,name=ip_cidr,json=ipCidr,proto3" json:"ip_cidr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vm    string                 `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	Node  string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Tap   string                 `protobuf:"bytes,3,opt,name=tap,proto3" json:"tap,omitempty"`
+	Mac   string                 `protobuf:"bytes,4,opt,name=mac,proto3" json:"mac,omitempty"`
+	// The VM's address with its prefix length, e.g. "10.77.0.5/24". It is the
+	// VM's for its whole life: across migrations and plugin restarts.
+	IpCidr string `protobuf:"bytes,5,opt,name=ip_cidr,json=ipCidr,proto3" json:"ip_cidr,omitempty"`
+	// The namespace the tap lives in (see SetupNodeResponse.netns).
+	Netns         string `protobuf:"bytes,6,opt,name=netns,proto3" json:"netns,omitempty"`
+	Gateway       string `protobuf:"bytes,7,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +213,20 @@ func (x *Attachment) GetMac() string {
 func (x *Attachment) GetIpCidr() string {
 	if x != nil {
 		return x.IpCidr
+	}
+	return ""
+}
+
+func (x *Attachment) GetNetns() string {
+	if x != nil {
+		return x.Netns
+	}
+	return ""
+}
+
+func (x *Attachment) GetGateway() string {
+	if x != nil {
+		return x.Gateway
 	}
 	return ""
 }
@@ -482,6 +511,118 @@ func (x *PrepareMigrationResponse) GetAttachment() *Attachment {
 	return nil
 }
 
+type CompleteMigrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vm            string                 `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	SourceNode    string                 `protobuf:"bytes,2,opt,name=source_node,json=sourceNode,proto3" json:"source_node,omitempty"`
+	TargetNode    string                 `protobuf:"bytes,3,opt,name=target_node,json=targetNode,proto3" json:"target_node,omitempty"`
+	Succeeded     bool                   `protobuf:"varint,4,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteMigrationRequest) Reset() {
+	*x = CompleteMigrationRequest{}
+	mi := &file_vertigo_v1_network_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteMigrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteMigrationRequest) ProtoMessage() {}
+
+func (x *CompleteMigrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vertigo_v1_network_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteMigrationRequest.ProtoReflect.Descriptor instead.
+func (*CompleteMigrationRequest) Descriptor() ([]byte, []int) {
+	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CompleteMigrationRequest) GetVm() string {
+	if x != nil {
+		return x.Vm
+	}
+	return ""
+}
+
+func (x *CompleteMigrationRequest) GetSourceNode() string {
+	if x != nil {
+		return x.SourceNode
+	}
+	return ""
+}
+
+func (x *CompleteMigrationRequest) GetTargetNode() string {
+	if x != nil {
+		return x.TargetNode
+	}
+	return ""
+}
+
+func (x *CompleteMigrationRequest) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+type CompleteMigrationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachment    *Attachment            `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteMigrationResponse) Reset() {
+	*x = CompleteMigrationResponse{}
+	mi := &file_vertigo_v1_network_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteMigrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteMigrationResponse) ProtoMessage() {}
+
+func (x *CompleteMigrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vertigo_v1_network_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteMigrationResponse.ProtoReflect.Descriptor instead.
+func (*CompleteMigrationResponse) Descriptor() ([]byte, []int) {
+	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CompleteMigrationResponse) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
 type AnnounceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Vm            string                 `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
@@ -492,7 +633,7 @@ type AnnounceRequest struct {
 
 func (x *AnnounceRequest) Reset() {
 	*x = AnnounceRequest{}
-	mi := &file_vertigo_v1_network_proto_msgTypes[9]
+	mi := &file_vertigo_v1_network_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +645,7 @@ func (x *AnnounceRequest) String() string {
 func (*AnnounceRequest) ProtoMessage() {}
 
 func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vertigo_v1_network_proto_msgTypes[9]
+	mi := &file_vertigo_v1_network_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +658,7 @@ func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceRequest) Descriptor() ([]byte, []int) {
-	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{9}
+	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AnnounceRequest) GetVm() string {
@@ -542,7 +683,7 @@ type AnnounceResponse struct {
 
 func (x *AnnounceResponse) Reset() {
 	*x = AnnounceResponse{}
-	mi := &file_vertigo_v1_network_proto_msgTypes[10]
+	mi := &file_vertigo_v1_network_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +695,7 @@ func (x *AnnounceResponse) String() string {
 func (*AnnounceResponse) ProtoMessage() {}
 
 func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vertigo_v1_network_proto_msgTypes[10]
+	mi := &file_vertigo_v1_network_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +708,7 @@ func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceResponse) Descriptor() ([]byte, []int) {
-	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{10}
+	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{12}
 }
 
 type ListAttachmentsRequest struct {
@@ -578,7 +719,7 @@ type ListAttachmentsRequest struct {
 
 func (x *ListAttachmentsRequest) Reset() {
 	*x = ListAttachmentsRequest{}
-	mi := &file_vertigo_v1_network_proto_msgTypes[11]
+	mi := &file_vertigo_v1_network_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +731,7 @@ func (x *ListAttachmentsRequest) String() string {
 func (*ListAttachmentsRequest) ProtoMessage() {}
 
 func (x *ListAttachmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vertigo_v1_network_proto_msgTypes[11]
+	mi := &file_vertigo_v1_network_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +744,7 @@ func (x *ListAttachmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAttachmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAttachmentsRequest) Descriptor() ([]byte, []int) {
-	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{11}
+	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{13}
 }
 
 type ListAttachmentsResponse struct {
@@ -615,7 +756,7 @@ type ListAttachmentsResponse struct {
 
 func (x *ListAttachmentsResponse) Reset() {
 	*x = ListAttachmentsResponse{}
-	mi := &file_vertigo_v1_network_proto_msgTypes[12]
+	mi := &file_vertigo_v1_network_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +768,7 @@ func (x *ListAttachmentsResponse) String() string {
 func (*ListAttachmentsResponse) ProtoMessage() {}
 
 func (x *ListAttachmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vertigo_v1_network_proto_msgTypes[12]
+	mi := &file_vertigo_v1_network_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +781,7 @@ func (x *ListAttachmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAttachmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAttachmentsResponse) Descriptor() ([]byte, []int) {
-	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{12}
+	return file_vertigo_v1_network_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListAttachmentsResponse) GetAttachments() []*Attachment {
@@ -659,16 +800,19 @@ const file_vertigo_v1_network_proto_rawDesc = "" +
 	"\x10SetupNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12)\n" +
 	"\x10underlay_address\x18\x02 \x01(\tR\x0funderlayAddress\x12\x14\n" +
-	"\x05peers\x18\x03 \x03(\tR\x05peers\"+\n" +
+	"\x05peers\x18\x03 \x03(\tR\x05peers\"A\n" +
 	"\x11SetupNodeResponse\x12\x16\n" +
-	"\x06bridge\x18\x01 \x01(\tR\x06bridge\"m\n" +
+	"\x06bridge\x18\x01 \x01(\tR\x06bridge\x12\x14\n" +
+	"\x05netns\x18\x02 \x01(\tR\x05netns\"\x9d\x01\n" +
 	"\n" +
 	"Attachment\x12\x0e\n" +
 	"\x02vm\x18\x01 \x01(\tR\x02vm\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
 	"\x03tap\x18\x03 \x01(\tR\x03tap\x12\x10\n" +
 	"\x03mac\x18\x04 \x01(\tR\x03mac\x12\x17\n" +
-	"\aip_cidr\x18\x05 \x01(\tR\x06ipCidr\"5\n" +
+	"\aip_cidr\x18\x05 \x01(\tR\x06ipCidr\x12\x14\n" +
+	"\x05netns\x18\x06 \x01(\tR\x05netns\x12\x18\n" +
+	"\agateway\x18\a \x01(\tR\agateway\"5\n" +
 	"\x0fAttachVMRequest\x12\x0e\n" +
 	"\x02vm\x18\x01 \x01(\tR\x02vm\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\"J\n" +
@@ -687,6 +831,17 @@ const file_vertigo_v1_network_proto_rawDesc = "" +
 	"\x18PrepareMigrationResponse\x126\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2\x16.vertigo.v1.AttachmentR\n" +
+	"attachment\"\x8a\x01\n" +
+	"\x18CompleteMigrationRequest\x12\x0e\n" +
+	"\x02vm\x18\x01 \x01(\tR\x02vm\x12\x1f\n" +
+	"\vsource_node\x18\x02 \x01(\tR\n" +
+	"sourceNode\x12\x1f\n" +
+	"\vtarget_node\x18\x03 \x01(\tR\n" +
+	"targetNode\x12\x1c\n" +
+	"\tsucceeded\x18\x04 \x01(\bR\tsucceeded\"S\n" +
+	"\x19CompleteMigrationResponse\x126\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x16.vertigo.v1.AttachmentR\n" +
 	"attachment\"5\n" +
 	"\x0fAnnounceRequest\x12\x0e\n" +
 	"\x02vm\x18\x01 \x01(\tR\x02vm\x12\x12\n" +
@@ -694,12 +849,13 @@ const file_vertigo_v1_network_proto_rawDesc = "" +
 	"\x10AnnounceResponse\"\x18\n" +
 	"\x16ListAttachmentsRequest\"S\n" +
 	"\x17ListAttachmentsResponse\x128\n" +
-	"\vattachments\x18\x01 \x03(\v2\x16.vertigo.v1.AttachmentR\vattachments2\xe3\x03\n" +
+	"\vattachments\x18\x01 \x03(\v2\x16.vertigo.v1.AttachmentR\vattachments2\xc5\x04\n" +
 	"\aNetwork\x12H\n" +
 	"\tSetupNode\x12\x1c.vertigo.v1.SetupNodeRequest\x1a\x1d.vertigo.v1.SetupNodeResponse\x12E\n" +
 	"\bAttachVM\x12\x1b.vertigo.v1.AttachVMRequest\x1a\x1c.vertigo.v1.AttachVMResponse\x12E\n" +
 	"\bDetachVM\x12\x1b.vertigo.v1.DetachVMRequest\x1a\x1c.vertigo.v1.DetachVMResponse\x12]\n" +
-	"\x10PrepareMigration\x12#.vertigo.v1.PrepareMigrationRequest\x1a$.vertigo.v1.PrepareMigrationResponse\x12E\n" +
+	"\x10PrepareMigration\x12#.vertigo.v1.PrepareMigrationRequest\x1a$.vertigo.v1.PrepareMigrationResponse\x12`\n" +
+	"\x11CompleteMigration\x12$.vertigo.v1.CompleteMigrationRequest\x1a%.vertigo.v1.CompleteMigrationResponse\x12E\n" +
 	"\bAnnounce\x12\x1b.vertigo.v1.AnnounceRequest\x1a\x1c.vertigo.v1.AnnounceResponse\x12Z\n" +
 	"\x0fListAttachments\x12\".vertigo.v1.ListAttachmentsRequest\x1a#.vertigo.v1.ListAttachmentsResponseB;Z9github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1b\x06proto3"
 
@@ -715,43 +871,48 @@ func file_vertigo_v1_network_proto_rawDescGZIP() []byte {
 	return file_vertigo_v1_network_proto_rawDescData
 }
 
-var file_vertigo_v1_network_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_vertigo_v1_network_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_vertigo_v1_network_proto_goTypes = []any{
-	(*SetupNodeRequest)(nil),         // 0: vertigo.v1.SetupNodeRequest
-	(*SetupNodeResponse)(nil),        // 1: vertigo.v1.SetupNodeResponse
-	(*Attachment)(nil),               // 2: vertigo.v1.Attachment
-	(*AttachVMRequest)(nil),          // 3: vertigo.v1.AttachVMRequest
-	(*AttachVMResponse)(nil),         // 4: vertigo.v1.AttachVMResponse
-	(*DetachVMRequest)(nil),          // 5: vertigo.v1.DetachVMRequest
-	(*DetachVMResponse)(nil),         // 6: vertigo.v1.DetachVMResponse
-	(*PrepareMigrationRequest)(nil),  // 7: vertigo.v1.PrepareMigrationRequest
-	(*PrepareMigrationResponse)(nil), // 8: vertigo.v1.PrepareMigrationResponse
-	(*AnnounceRequest)(nil),          // 9: vertigo.v1.AnnounceRequest
-	(*AnnounceResponse)(nil),         // 10: vertigo.v1.AnnounceResponse
-	(*ListAttachmentsRequest)(nil),   // 11: vertigo.v1.ListAttachmentsRequest
-	(*ListAttachmentsResponse)(nil),  // 12: vertigo.v1.ListAttachmentsResponse
+	(*SetupNodeRequest)(nil),          // 0: vertigo.v1.SetupNodeRequest
+	(*SetupNodeResponse)(nil),         // 1: vertigo.v1.SetupNodeResponse
+	(*Attachment)(nil),                // 2: vertigo.v1.Attachment
+	(*AttachVMRequest)(nil),           // 3: vertigo.v1.AttachVMRequest
+	(*AttachVMResponse)(nil),          // 4: vertigo.v1.AttachVMResponse
+	(*DetachVMRequest)(nil),           // 5: vertigo.v1.DetachVMRequest
+	(*DetachVMResponse)(nil),          // 6: vertigo.v1.DetachVMResponse
+	(*PrepareMigrationRequest)(nil),   // 7: vertigo.v1.PrepareMigrationRequest
+	(*PrepareMigrationResponse)(nil),  // 8: vertigo.v1.PrepareMigrationResponse
+	(*CompleteMigrationRequest)(nil),  // 9: vertigo.v1.CompleteMigrationRequest
+	(*CompleteMigrationResponse)(nil), // 10: vertigo.v1.CompleteMigrationResponse
+	(*AnnounceRequest)(nil),           // 11: vertigo.v1.AnnounceRequest
+	(*AnnounceResponse)(nil),          // 12: vertigo.v1.AnnounceResponse
+	(*ListAttachmentsRequest)(nil),    // 13: vertigo.v1.ListAttachmentsRequest
+	(*ListAttachmentsResponse)(nil),   // 14: vertigo.v1.ListAttachmentsResponse
 }
 var file_vertigo_v1_network_proto_depIdxs = []int32{
 	2,  // 0: vertigo.v1.AttachVMResponse.attachment:type_name -> vertigo.v1.Attachment
 	2,  // 1: vertigo.v1.PrepareMigrationResponse.attachment:type_name -> vertigo.v1.Attachment
-	2,  // 2: vertigo.v1.ListAttachmentsResponse.attachments:type_name -> vertigo.v1.Attachment
-	0,  // 3: vertigo.v1.Network.SetupNode:input_type -> vertigo.v1.SetupNodeRequest
-	3,  // 4: vertigo.v1.Network.AttachVM:input_type -> vertigo.v1.AttachVMRequest
-	5,  // 5: vertigo.v1.Network.DetachVM:input_type -> vertigo.v1.DetachVMRequest
-	7,  // 6: vertigo.v1.Network.PrepareMigration:input_type -> vertigo.v1.PrepareMigrationRequest
-	9,  // 7: vertigo.v1.Network.Announce:input_type -> vertigo.v1.AnnounceRequest
-	11, // 8: vertigo.v1.Network.ListAttachments:input_type -> vertigo.v1.ListAttachmentsRequest
-	1,  // 9: vertigo.v1.Network.SetupNode:output_type -> vertigo.v1.SetupNodeResponse
-	4,  // 10: vertigo.v1.Network.AttachVM:output_type -> vertigo.v1.AttachVMResponse
-	6,  // 11: vertigo.v1.Network.DetachVM:output_type -> vertigo.v1.DetachVMResponse
-	8,  // 12: vertigo.v1.Network.PrepareMigration:output_type -> vertigo.v1.PrepareMigrationResponse
-	10, // 13: vertigo.v1.Network.Announce:output_type -> vertigo.v1.AnnounceResponse
-	12, // 14: vertigo.v1.Network.ListAttachments:output_type -> vertigo.v1.ListAttachmentsResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	2,  // 2: vertigo.v1.CompleteMigrationResponse.attachment:type_name -> vertigo.v1.Attachment
+	2,  // 3: vertigo.v1.ListAttachmentsResponse.attachments:type_name -> vertigo.v1.Attachment
+	0,  // 4: vertigo.v1.Network.SetupNode:input_type -> vertigo.v1.SetupNodeRequest
+	3,  // 5: vertigo.v1.Network.AttachVM:input_type -> vertigo.v1.AttachVMRequest
+	5,  // 6: vertigo.v1.Network.DetachVM:input_type -> vertigo.v1.DetachVMRequest
+	7,  // 7: vertigo.v1.Network.PrepareMigration:input_type -> vertigo.v1.PrepareMigrationRequest
+	9,  // 8: vertigo.v1.Network.CompleteMigration:input_type -> vertigo.v1.CompleteMigrationRequest
+	11, // 9: vertigo.v1.Network.Announce:input_type -> vertigo.v1.AnnounceRequest
+	13, // 10: vertigo.v1.Network.ListAttachments:input_type -> vertigo.v1.ListAttachmentsRequest
+	1,  // 11: vertigo.v1.Network.SetupNode:output_type -> vertigo.v1.SetupNodeResponse
+	4,  // 12: vertigo.v1.Network.AttachVM:output_type -> vertigo.v1.AttachVMResponse
+	6,  // 13: vertigo.v1.Network.DetachVM:output_type -> vertigo.v1.DetachVMResponse
+	8,  // 14: vertigo.v1.Network.PrepareMigration:output_type -> vertigo.v1.PrepareMigrationResponse
+	10, // 15: vertigo.v1.Network.CompleteMigration:output_type -> vertigo.v1.CompleteMigrationResponse
+	12, // 16: vertigo.v1.Network.Announce:output_type -> vertigo.v1.AnnounceResponse
+	14, // 17: vertigo.v1.Network.ListAttachments:output_type -> vertigo.v1.ListAttachmentsResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_vertigo_v1_network_proto_init() }
@@ -765,7 +926,7 @@ func file_vertigo_v1_network_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vertigo_v1_network_proto_rawDesc), len(file_vertigo_v1_network_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Network_SetupNode_FullMethodName        = "/vertigo.v1.Network/SetupNode"
-	Network_AttachVM_FullMethodName         = "/vertigo.v1.Network/AttachVM"
-	Network_DetachVM_FullMethodName         = "/vertigo.v1.Network/DetachVM"
-	Network_PrepareMigration_FullMethodName = "/vertigo.v1.Network/PrepareMigration"
-	Network_Announce_FullMethodName         = "/vertigo.v1.Network/Announce"
-	Network_ListAttachments_FullMethodName  = "/vertigo.v1.Network/ListAttachments"
+	Network_SetupNode_FullMethodName         = "/vertigo.v1.Network/SetupNode"
+	Network_AttachVM_FullMethodName          = "/vertigo.v1.Network/AttachVM"
+	Network_DetachVM_FullMethodName          = "/vertigo.v1.Network/DetachVM"
+	Network_PrepareMigration_FullMethodName  = "/vertigo.v1.Network/PrepareMigration"
+	Network_CompleteMigration_FullMethodName = "/vertigo.v1.Network/CompleteMigration"
+	Network_Announce_FullMethodName          = "/vertigo.v1.Network/Announce"
+	Network_ListAttachments_FullMethodName   = "/vertigo.v1.Network/ListAttachments"
 )
 
 // NetworkClient is the client API for Network service.
@@ -40,7 +41,12 @@ type NetworkClient interface {
 	// PrepareMigration creates the VM's port on the target node before the
 	// hypervisor migrates, so the destination can open it.
 	PrepareMigration(ctx context.Context, in *PrepareMigrationRequest, opts ...grpc.CallOption) (*PrepareMigrationResponse, error)
-	// Announce tells the network the VM now answers on the target node.
+	// CompleteMigration ends what PrepareMigration began: on success the
+	// source port goes and the target port stays; on failure the reverse. The
+	// VM keeps its MAC and address either way.
+	CompleteMigration(ctx context.Context, in *CompleteMigrationRequest, opts ...grpc.CallOption) (*CompleteMigrationResponse, error)
+	// Announce tells the network the VM now answers on the given node, so that
+	// traffic converges at once instead of waiting for MAC learning.
 	Announce(ctx context.Context, in *AnnounceRequest, opts ...grpc.CallOption) (*AnnounceResponse, error)
 	ListAttachments(ctx context.Context, in *ListAttachmentsRequest, opts ...grpc.CallOption) (*ListAttachmentsResponse, error)
 }
@@ -93,6 +99,16 @@ func (c *networkClient) PrepareMigration(ctx context.Context, in *PrepareMigrati
 	return out, nil
 }
 
+func (c *networkClient) CompleteMigration(ctx context.Context, in *CompleteMigrationRequest, opts ...grpc.CallOption) (*CompleteMigrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteMigrationResponse)
+	err := c.cc.Invoke(ctx, Network_CompleteMigration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *networkClient) Announce(ctx context.Context, in *AnnounceRequest, opts ...grpc.CallOption) (*AnnounceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AnnounceResponse)
@@ -126,7 +142,12 @@ type NetworkServer interface {
 	// PrepareMigration creates the VM's port on the target node before the
 	// hypervisor migrates, so the destination can open it.
 	PrepareMigration(context.Context, *PrepareMigrationRequest) (*PrepareMigrationResponse, error)
-	// Announce tells the network the VM now answers on the target node.
+	// CompleteMigration ends what PrepareMigration began: on success the
+	// source port goes and the target port stays; on failure the reverse. The
+	// VM keeps its MAC and address either way.
+	CompleteMigration(context.Context, *CompleteMigrationRequest) (*CompleteMigrationResponse, error)
+	// Announce tells the network the VM now answers on the given node, so that
+	// traffic converges at once instead of waiting for MAC learning.
 	Announce(context.Context, *AnnounceRequest) (*AnnounceResponse, error)
 	ListAttachments(context.Context, *ListAttachmentsRequest) (*ListAttachmentsResponse, error)
 	mustEmbedUnimplementedNetworkServer()
@@ -150,6 +171,9 @@ func (UnimplementedNetworkServer) DetachVM(context.Context, *DetachVMRequest) (*
 }
 func (UnimplementedNetworkServer) PrepareMigration(context.Context, *PrepareMigrationRequest) (*PrepareMigrationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PrepareMigration not implemented")
+}
+func (UnimplementedNetworkServer) CompleteMigration(context.Context, *CompleteMigrationRequest) (*CompleteMigrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteMigration not implemented")
 }
 func (UnimplementedNetworkServer) Announce(context.Context, *AnnounceRequest) (*AnnounceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Announce not implemented")
@@ -250,6 +274,24 @@ func _Network_PrepareMigration_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Network_CompleteMigration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteMigrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworkServer).CompleteMigration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Network_CompleteMigration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworkServer).CompleteMigration(ctx, req.(*CompleteMigrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Network_Announce_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AnnounceRequest)
 	if err := dec(in); err != nil {
@@ -308,6 +350,10 @@ var Network_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PrepareMigration",
 			Handler:    _Network_PrepareMigration_Handler,
+		},
+		{
+			MethodName: "CompleteMigration",
+			Handler:    _Network_CompleteMigration_Handler,
 		},
 		{
 			MethodName: "Announce",

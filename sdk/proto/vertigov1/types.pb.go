@@ -211,9 +211,15 @@ type MetricsWindow struct {
 	OnlineMemoryBytes []uint64 `protobuf:"varint,9,rep,packed,name=online_memory_bytes,json=onlineMemoryBytes,proto3" json:"online_memory_bytes,omitempty"`
 	// Guest uptime: it keeps growing across a live migration, and restarts
 	// from zero when the guest rebooted.
-	UptimeNanos   []int64 `protobuf:"varint,10,rep,packed,name=uptime_nanos,json=uptimeNanos,proto3" json:"uptime_nanos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UptimeNanos []int64 `protobuf:"varint,10,rep,packed,name=uptime_nanos,json=uptimeNanos,proto3" json:"uptime_nanos,omitempty"`
+	// What only the database knows (empty for a guest without one): client
+	// connections running a query, connections open in all, and the bytes of
+	// shared buffers and page cache the database touched recently.
+	DbActiveConnections []uint32 `protobuf:"varint,11,rep,packed,name=db_active_connections,json=dbActiveConnections,proto3" json:"db_active_connections,omitempty"`
+	DbConnections       []uint32 `protobuf:"varint,12,rep,packed,name=db_connections,json=dbConnections,proto3" json:"db_connections,omitempty"`
+	DbWorkingSetBytes   []uint64 `protobuf:"varint,13,rep,packed,name=db_working_set_bytes,json=dbWorkingSetBytes,proto3" json:"db_working_set_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *MetricsWindow) Reset() {
@@ -312,6 +318,27 @@ func (x *MetricsWindow) GetOnlineMemoryBytes() []uint64 {
 func (x *MetricsWindow) GetUptimeNanos() []int64 {
 	if x != nil {
 		return x.UptimeNanos
+	}
+	return nil
+}
+
+func (x *MetricsWindow) GetDbActiveConnections() []uint32 {
+	if x != nil {
+		return x.DbActiveConnections
+	}
+	return nil
+}
+
+func (x *MetricsWindow) GetDbConnections() []uint32 {
+	if x != nil {
+		return x.DbConnections
+	}
+	return nil
+}
+
+func (x *MetricsWindow) GetDbWorkingSetBytes() []uint64 {
+	if x != nil {
+		return x.DbWorkingSetBytes
 	}
 	return nil
 }
@@ -459,7 +486,7 @@ const file_vertigo_v1_types_proto_rawDesc = "" +
 	"\x06Bounds\x12\"\n" +
 	"\x03min\x18\x01 \x01(\v2\x10.vertigo.v1.SizeR\x03min\x12\"\n" +
 	"\x03max\x18\x02 \x01(\v2\x10.vertigo.v1.SizeR\x03max\x12$\n" +
-	"\x04unit\x18\x03 \x01(\v2\x10.vertigo.v1.SizeR\x04unit\"\x98\x03\n" +
+	"\x04unit\x18\x03 \x01(\v2\x10.vertigo.v1.SizeR\x04unit\"\xa4\x04\n" +
 	"\rMetricsWindow\x12\x1e\n" +
 	"\vt_unix_nano\x18\x01 \x03(\x03R\ttUnixNano\x12\x14\n" +
 	"\x05load1\x18\x02 \x03(\x01R\x05load1\x12\x14\n" +
@@ -471,7 +498,10 @@ const file_vertigo_v1_types_proto_rawDesc = "" +
 	"\x11online_vcpu_milli\x18\b \x03(\x03R\x0fonlineVcpuMilli\x12.\n" +
 	"\x13online_memory_bytes\x18\t \x03(\x04R\x11onlineMemoryBytes\x12!\n" +
 	"\fuptime_nanos\x18\n" +
-	" \x03(\x03R\vuptimeNanos\"N\n" +
+	" \x03(\x03R\vuptimeNanos\x122\n" +
+	"\x15db_active_connections\x18\v \x03(\rR\x13dbActiveConnections\x12%\n" +
+	"\x0edb_connections\x18\f \x03(\rR\rdbConnections\x12/\n" +
+	"\x14db_working_set_bytes\x18\r \x03(\x04R\x11dbWorkingSetBytes\"N\n" +
 	"\x0fCacheWorkingSet\x12%\n" +
 	"\x0ewindow_seconds\x18\x01 \x03(\rR\rwindowSeconds\x12\x14\n" +
 	"\x05bytes\x18\x02 \x03(\x04R\x05bytes\"\xd0\x01\n" +

@@ -29,7 +29,7 @@ func RenderStatus(w io.Writer, s Status, now time.Time) {
 			strconv.Itoa(len(n.VMs)))
 	}
 
-	vms := table{title: "VMS", header: []string{"NAME", "NODE", "PHASE", "SIZE", "RESERVED", "LOAD1", "MEM USED", "UPTIME", "DECIDED", "OUTCOME", "REASON"}}
+	vms := table{title: "VMS", header: []string{"NAME", "NODE", "ADDRESS", "PHASE", "SIZE", "RESERVED", "LOAD1", "MEM USED", "UPTIME", "DECIDED", "OUTCOME", "REASON"}}
 	for _, vm := range sortedBy(s.VMs, func(vm model.VM) string { return vm.Name }) {
 		decided, outcome, reason := "-", "-", "-"
 		if d := vm.LastDecision; d != nil {
@@ -41,7 +41,11 @@ func RenderStatus(w io.Writer, s Status, now time.Time) {
 			used = model.FormatBytes(u.MemoryUsed) + "/" + model.FormatBytes(u.OnlineMemory)
 			uptime = age(time.Duration(u.UptimeNanos))
 		}
-		vms.add(vm.Name, vm.Node, string(vm.Phase), vm.Size.String(), vm.Reserved.String(), load, used, uptime, decided, outcome, reason)
+		addr := vm.Address
+		if addr == "" {
+			addr = "-"
+		}
+		vms.add(vm.Name, vm.Node, addr, string(vm.Phase), vm.Size.String(), vm.Reserved.String(), load, used, uptime, decided, outcome, reason)
 	}
 
 	plugins := table{title: "PLUGINS", header: []string{"NAME", "KIND", "VERSION", "PID", "RESTARTS", "HEALTHY"}}

@@ -45,7 +45,7 @@ func TestRenderStatus(t *testing.T) {
 		VMs: []model.VM{
 			{Name: "pg-users", Node: "node-a", Phase: model.PhaseRunning, Size: size(2000, 8*gib), Reserved: size(2000, 8*gib),
 				LastDecision: decided(95*time.Minute, "memory 71% of 8GiB", "unchanged")},
-			{Name: "pg-orders", Node: "node-a", Phase: model.PhaseRunning, Size: size(4000, 4*gib), Reserved: size(4250, 4*gib),
+			{Name: "pg-orders", Node: "node-a", Address: "10.77.0.3/24", Phase: model.PhaseRunning, Size: size(4000, 4*gib), Reserved: size(4250, 4*gib),
 				LastDecision: decided(12*time.Second, "load1 3.9\tover 4 vCPU\n(target 0.9)", "grown_partial")},
 			{Name: "pg-new", Phase: model.PhasePending, Size: size(250, gib)},
 			{Name: "pg-old", Node: "node-b", Phase: model.PhaseStopped, Size: size(1000, 2*gib),

@@ -103,7 +103,9 @@ type Plugin struct {
 type VMSpec struct {
 	Name string
 	// Node pins the VM; empty lets placement choose.
-	Node    string
+	Node string
+	// Image names the guest image the hypervisor boots; "" is its default.
+	Image   string
 	Initial model.Size
 	Bounds  model.Bounds
 	Range   hcl.Range

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,9 @@ import (
 )
 
 const defaultWatermark = 0.9
+
+// imageName keeps image names usable as directory names.
+var imageName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 var nodeSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
@@ -31,6 +35,7 @@ var vmSchema = &hcl.BodySchema{
 		{Name: "unit_memory", Required: true},
 		{Name: "vcpus"},
 		{Name: "memory"},
+		{Name: "image"},
 	},
 }
 
@@ -72,6 +77,9 @@ func (d *decoder) vm(b *hcl.Block, nodes []model.Node) VMSpec {
 	}
 	v.Initial = model.Size{VCPUMilli: cpu.initial, MemoryBytes: mem.initial}
 
+	if a.str("image", &v.Image) && !imageName.MatchString(v.Image) {
+		a.invalid("image", "must name a guest image of the hypervisor: lower-case letters, digits and '-'; got %q", v.Image)
+	}
 	sized := !d.diags[before:].HasErrors()
 	switch {
 	case a.str("node", &v.Node):

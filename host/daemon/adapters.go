@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -164,18 +165,43 @@ func (h hypervisorClient) GenerateLoad(ctx context.Context, req *pb.GenerateLoad
 }
 
 // hypervisorMigrator is control.Migrator over the plugin's progress stream.
+// With a network plugin, the VM's port on the target exists before the
+// destination starts, and the port that lost is removed after.
 type hypervisorMigrator struct {
 	caller
 	bandwidth uint64
 	downtime  time.Duration
+	net       *networkClient // nil without a network plugin
+	log       hclog.Logger
 }
 
 func (h hypervisorMigrator) Migrate(ctx context.Context, vm, to string, progress func(*pb.MigrationProgress)) ([]byte, error) {
+	req := &pb.MigrateRequest{Name: vm, TargetNode: to, MaxBandwidthBytesPerSecond: h.bandwidth, DowntimeLimitNanos: int64(h.downtime)}
+	if h.net == nil {
+		return h.migrate(ctx, req, progress)
+	}
+	from := h.node(ctx, vm)
+	port, err := h.net.prepareMigration(ctx, vm, to)
+	if err != nil {
+		return nil, err
+	}
+	req.TargetTap, req.TargetNetns = port.GetTap(), port.GetNetns()
+	handle, err := h.migrate(ctx, req, progress)
+	// The VM runs where the outcome says whatever the network answers: a
+	// port left behind is removed when the host next adopts its VMs.
+	if cerr := h.net.completeMigration(ctx, vm, from, to, err == nil); cerr != nil {
+		h.log.Error("finishing a migration's network ports failed", "vm", vm, "from", from, "to", to, "migrated", err == nil, "error", cerr)
+	}
+	return handle, err
+}
+
+func (h hypervisorMigrator) migrate(ctx context.Context, req *pb.MigrateRequest, progress func(*pb.MigrationProgress)) ([]byte, error) {
 	cl, err := h.get()
 	if err != nil {
 		return nil, err
 	}
-	stream, err := cl.Hypervisor.Migrate(ctx, &pb.MigrateRequest{Name: vm, TargetNode: to, MaxBandwidthBytesPerSecond: h.bandwidth, DowntimeLimitNanos: int64(h.downtime)})
+	vm := req.GetName()
+	stream, err := cl.Hypervisor.Migrate(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -198,15 +224,24 @@ func (h hypervisorMigrator) Migrate(ctx context.Context, vm, to string, progress
 	}
 }
 
+// node is where the hypervisor runs the VM now ("" when it cannot say).
+func (h hypervisorMigrator) node(ctx context.Context, vm string) string {
+	return h.status(ctx, vm).GetNode()
+}
+
 // handle is the VM's handle as the hypervisor now lists it: after a
 // migration, that of the destination's process. The VM has moved whatever
 // this finds: a handle it cannot find (nil) is refreshed when the host next
 // adopts its VMs, which lists them anyway.
 func (h hypervisorMigrator) handle(ctx context.Context, vm string) []byte {
+	return h.status(ctx, vm).GetHandle()
+}
+
+func (h hypervisorMigrator) status(ctx context.Context, vm string) *pb.VMStatus {
 	vms, _ := hypervisorClient{h.caller}.ListVMs(ctx)
 	for _, st := range vms {
 		if st.GetName() == vm {
-			return st.GetHandle()
+			return st
 		}
 	}
 	return nil

@@ -81,17 +81,18 @@ func reconcileVMs(ctx context.Context, cfg *config.Config, s store.Store, p cont
 		vm, ok := byName[spec.Name]
 		delete(byName, spec.Name)
 		if ok {
-			if vm.Bounds != spec.Bounds {
+			if vm.Bounds != spec.Bounds || vm.Image != spec.Image {
 				// A VM now outside its new bounds is brought back by the
-				// next decision (the host clamps every goal).
-				vm.Bounds = spec.Bounds
+				// next decision (the host clamps every goal); a new image
+				// is what the VM boots next time.
+				vm.Bounds, vm.Image = spec.Bounds, spec.Image
 				if _, err := s.PutVM(ctx, vm); err != nil {
 					return fmt.Errorf("vm %q: %w", spec.Name, err)
 				}
 			}
 			continue
 		}
-		vm = model.VM{Name: spec.Name, Bounds: spec.Bounds, Size: spec.Initial, Reserved: spec.Initial, Phase: model.PhaseDeclared}
+		vm = model.VM{Name: spec.Name, Image: spec.Image, Bounds: spec.Bounds, Size: spec.Initial, Reserved: spec.Initial, Phase: model.PhaseDeclared}
 		if err := place(ctx, p, &vm, spec.Node); err != nil {
 			return fmt.Errorf("vm %q: %w", spec.Name, err)
 		}

@@ -35,8 +35,10 @@ type Host struct {
 	metrics   *metrics.Metrics
 	api       *api.Server
 	clock     control.Clock
-	// hv and guests are nil when no hypervisor plugin is configured.
+	// hv and guests are nil when no hypervisor plugin is configured, net
+	// when no network plugin is: VMs then run without a NIC.
 	hv      *hypervisorClient
+	net     *networkClient
 	guests  *guests.Buffer
 	trigger chan string // VMs whose guests raised pressure
 }
@@ -85,14 +87,19 @@ func (h *Host) start(ctx context.Context) error {
 		Log:            h.log,
 		ConsentTimeout: h.cfg.Loop.ConsentTimeout,
 	}
+	if np := h.plugins.ByKind[pb.Kind_KIND_NETWORK]; np != nil {
+		if err := h.startNetwork(ctx, np); err != nil {
+			return err
+		}
+	}
 	var stop stopFunc
 	if hp := h.plugins.ByKind[pb.Kind_KIND_HYPERVISOR]; hp != nil {
 		c := supervised(hp, timeout, h.metrics.ObservePluginCall)
 		h.hv = &hypervisorClient{c}
 		h.guests = guests.New(h.cfg.Loop.MetricsWindow, h.log.Named("guests"), h.pressure)
 		cc.Hypervisor, cc.Guests = h.hv, h.guests
-		cc.Migrator = hypervisorMigrator{caller: c, bandwidth: h.cfg.Loop.MigrationBandwidth, downtime: h.cfg.Loop.MigrationDowntime}
-		stop = func(ctx context.Context, vm string) error { return h.hv.StopVM(ctx, vm, stopGrace) }
+		cc.Migrator = hypervisorMigrator{caller: c, bandwidth: h.cfg.Loop.MigrationBandwidth, downtime: h.cfg.Loop.MigrationDowntime, net: h.net, log: h.log.Named("migrate")}
+		stop = h.stopVM
 	}
 	if err := Reconcile(ctx, h.cfg, h.store, h.placement, stop, h.log); err != nil {
 		return fmt.Errorf("reconciling the fleet with %s: %w", h.cfg.File, err)

@@ -49,7 +49,9 @@ func (h *Host) adoptVMs(ctx context.Context) error {
 				return err
 			}
 		case vm.Node != "":
-			h.boot(ctx, vm)
+			if err := h.boot(ctx, vm); err != nil {
+				return err
+			}
 		}
 	}
 	for name := range running {
@@ -58,7 +60,14 @@ func (h *Host) adoptVMs(ctx context.Context) error {
 			h.log.Error("stopping an unknown VM failed", "vm", name, "error", err)
 		}
 	}
-	return nil
+	if h.net == nil {
+		return nil
+	}
+	// Adoption may have followed VMs to other nodes: reread where they are.
+	if vms, err = h.store.ListVMs(ctx); err != nil {
+		return err
+	}
+	return h.reconcilePorts(ctx, vms)
 }
 
 // adopt records a VM found running. Where the hypervisor says it runs wins:
@@ -82,9 +91,23 @@ func (h *Host) adopt(ctx context.Context, vm model.VM, st *pb.VMStatus) error {
 	return nil
 }
 
-// boot starts a placed VM; a failure is recorded on the VM, not fatal.
-func (h *Host) boot(ctx context.Context, vm model.VM) {
-	st, err := h.hv.StartVM(ctx, &pb.VMSpec{Name: vm.Name, Node: vm.Node, Size: vm.Size.Proto(), Bounds: vm.Bounds.Proto()}, bootTimeout)
+// boot starts a placed VM with its port on its node's network. A VM that
+// fails to start is recorded as failed, not fatal; only failing to record
+// that is.
+func (h *Host) boot(ctx context.Context, vm model.VM) error {
+	spec := &pb.VMSpec{Name: vm.Name, Node: vm.Node, Size: vm.Size.Proto(), Bounds: vm.Bounds.Proto(), Image: vm.Image}
+	var err error
+	if h.net != nil {
+		var port *pb.Attachment
+		if port, err = h.net.attach(ctx, vm.Name, vm.Node); err == nil {
+			withPort(spec, port)
+			vm.Address = port.GetIpCidr()
+		}
+	}
+	var st *pb.VMStatus
+	if err == nil {
+		st, err = h.hv.StartVM(ctx, spec, bootTimeout)
+	}
 	if err != nil {
 		h.log.Error("starting a VM failed", "vm", vm.Name, "node", vm.Node, "error", err)
 		vm.Phase, vm.Message = model.PhaseFailed, "start failed: "+err.Error()
@@ -93,8 +116,9 @@ func (h *Host) boot(ctx context.Context, vm model.VM) {
 		h.log.Info("started a VM", "vm", vm.Name, "node", vm.Node, "size", vm.Size)
 	}
 	if _, err := h.store.PutVM(ctx, vm); err != nil {
-		h.log.Error("recording a VM's start failed", "vm", vm.Name, "error", err)
+		return fmt.Errorf("recording vm %s's start: %w", vm.Name, err)
 	}
+	return nil
 }
 
 // startPlaced boots VMs that were placed since the host started (they
@@ -106,7 +130,9 @@ func (h *Host) startPlaced(ctx context.Context) error {
 	}
 	for _, vm := range vms {
 		if vm.Phase == model.PhaseDeclared && vm.Node != "" {
-			h.boot(ctx, vm)
+			if err := h.boot(ctx, vm); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

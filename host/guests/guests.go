@@ -28,6 +28,14 @@ type Sample struct {
 	OnlineVCPUMilli int64
 	OnlineMemory    uint64
 	UptimeNanos     int64
+	// DB is nil for a guest that runs no database.
+	DB *DBSample
+}
+
+// DBSample is what the database in the guest reported.
+type DBSample struct {
+	ActiveConnections, Connections uint32
+	WorkingSetBytes                uint64
 }
 
 // Buffer is safe for concurrent use.
@@ -100,6 +108,8 @@ func samplesOf(w *pb.MetricsWindow) ([]Sample, error) {
 		"memory_used_bytes": len(w.GetMemoryUsedBytes()), "memory_cached_bytes": len(w.GetMemoryCachedBytes()),
 		"online_vcpu_milli": len(w.GetOnlineVcpuMilli()), "online_memory_bytes": len(w.GetOnlineMemoryBytes()),
 		"uptime_nanos": len(w.GetUptimeNanos()),
+		"db_active_connections": len(w.GetDbActiveConnections()), "db_connections": len(w.GetDbConnections()),
+		"db_working_set_bytes": len(w.GetDbWorkingSetBytes()),
 	}
 	for name, l := range cols {
 		if l != 0 && l != n {
@@ -107,6 +117,7 @@ func samplesOf(w *pb.MetricsWindow) ([]Sample, error) {
 		}
 	}
 	at := func(l int, i int) bool { return l == n && i < l }
+	db := cols["db_active_connections"] == n && cols["db_connections"] == n && cols["db_working_set_bytes"] == n
 	out := make([]Sample, n)
 	for i := range out {
 		s := Sample{T: w.GetTUnixNano()[i]}
@@ -140,6 +151,9 @@ func samplesOf(w *pb.MetricsWindow) ([]Sample, error) {
 		if at(cols["uptime_nanos"], i) {
 			s.UptimeNanos = w.GetUptimeNanos()[i]
 		}
+		if db && n > 0 {
+			s.DB = &DBSample{ActiveConnections: w.GetDbActiveConnections()[i], Connections: w.GetDbConnections()[i], WorkingSetBytes: w.GetDbWorkingSetBytes()[i]}
+		}
 		out[i] = s
 	}
 	return out, nil
@@ -155,7 +169,18 @@ func (b *Buffer) Window(vm string) (*pb.MetricsWindow, []*pb.GuestEvent, bool) {
 		return nil, nil, false
 	}
 	w := &pb.MetricsWindow{}
+	// The database columns are all or nothing: a window that mixes samples
+	// from before the database started with samples after has none.
+	db := true
 	for _, x := range s {
+		db = db && x.DB != nil
+	}
+	for _, x := range s {
+		if db {
+			w.DbActiveConnections = append(w.DbActiveConnections, x.DB.ActiveConnections)
+			w.DbConnections = append(w.DbConnections, x.DB.Connections)
+			w.DbWorkingSetBytes = append(w.DbWorkingSetBytes, x.DB.WorkingSetBytes)
+		}
 		w.TUnixNano = append(w.TUnixNano, x.T)
 		w.Load1 = append(w.Load1, x.Load1)
 		w.Load5 = append(w.Load5, x.Load5)

@@ -113,3 +113,31 @@ func TestFollowReopensBrokenStreams(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestDatabaseColumnsAreAllOrNothing(t *testing.T) {
+	b := New(time.Minute, hclog.NewNullLogger(), nil)
+	require.NoError(t, b.Add(report("pg", 1e9, 1)))
+	withDB := func(ts int64, active uint32) *pb.GuestReport {
+		r := report("pg", ts, 1)
+		r.Metrics.DbActiveConnections, r.Metrics.DbConnections, r.Metrics.DbWorkingSetBytes = []uint32{active}, []uint32{active + 2}, []uint64{64 << 20}
+		return r
+	}
+	require.NoError(t, b.Add(withDB(2e9, 3)))
+	w, _, _ := b.Window("pg")
+	require.Empty(t, w.GetDbActiveConnections(), "a window mixing samples without the database has no database columns")
+
+	b = New(time.Minute, hclog.NewNullLogger(), nil)
+	require.NoError(t, b.Add(withDB(1e9, 3)))
+	require.NoError(t, b.Add(withDB(2e9, 5)))
+	w, _, _ = b.Window("pg")
+	require.Equal(t, []uint32{3, 5}, w.GetDbActiveConnections())
+	require.Equal(t, []uint32{5, 7}, w.GetDbConnections())
+	require.Equal(t, []uint64{64 << 20, 64 << 20}, w.GetDbWorkingSetBytes())
+
+	partial := withDB(3e9, 1)
+	partial.Metrics.DbConnections = nil
+	require.NoError(t, b.Add(partial), "a partial database report is a guest without one, not malformed")
+	bad := withDB(4e9, 1)
+	bad.Metrics.DbWorkingSetBytes = []uint64{1, 2}
+	require.ErrorContains(t, b.Add(bad), "metrics.db_working_set_bytes: 2 values for 1 timestamps")
+}

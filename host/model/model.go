@@ -99,7 +99,12 @@ type VM struct {
 	LastRefusal       time.Time `json:"last_refusal"`
 	LastDecision      *Decision `json:"last_decision,omitempty"`
 	// Handle is the hypervisor plugin's opaque handle for recovery.
-	Handle  []byte `json:"handle,omitempty"`
+	Handle []byte `json:"handle,omitempty"`
+	// Image is the guest image the hypervisor boots ("" = its default).
+	Image string `json:"image,omitempty"`
+	// Address is the VM's network address from the network plugin, kept
+	// for the VM's whole life, across migrations.
+	Address string `json:"address,omitempty"`
 	Message string `json:"message,omitempty"`
 	Version uint64 `json:"version"`
 }

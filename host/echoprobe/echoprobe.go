@@ -17,54 +17,54 @@ import (
 )
 
 // Dial connects to addr from inside the named network namespace ("" for
-// the caller's). A socket stays in the namespace it was made in, so only the
-// dial runs on a thread switched into it.
-func Dial(ctx context.Context, namespace, network, addr string) (net.Conn, error) {
-	if namespace == "" {
+// the caller's).
+func Dial(ctx context.Context, namespace, network, addr string) (c net.Conn, err error) {
+	err = inNamespace(namespace, func() error {
 		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// The thread is never unlocked: if switching back fails it must
-		// die with the goroutine rather than serve others in the wrong
-		// namespace.
-		runtime.LockOSThread()
-		c, err := dialIn(ctx, namespace, network, addr)
-		done <- result{c, err}
-	}()
-	r := <-done
-	return r.c, r.err
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
-func dialIn(ctx context.Context, namespace, network, addr string) (net.Conn, error) {
+// inNamespace runs f on a thread switched into the named network namespace
+// ("" runs it here). A socket stays in the namespace it was made in, so only
+// making it needs the switch.
+func inNamespace(namespace string, f func() error) error {
+	if namespace == "" {
+		return f()
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Unlocked only once back in the original namespace: otherwise the
+		// thread dies with the goroutine rather than serve others in the
+		// wrong namespace.
+		runtime.LockOSThread()
+		done <- switched(namespace, f)
+	}()
+	return <-done
+}
+
+func switched(namespace string, f func() error) error {
 	orig, err := netns.Get()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer orig.Close()
 	ns, err := netns.GetFromName(namespace)
 	if err != nil {
-		return nil, fmt.Errorf("network namespace %q: %w", namespace, err)
+		return fmt.Errorf("network namespace %q: %w", namespace, err)
 	}
 	defer ns.Close()
 	if err := netns.Set(ns); err != nil {
-		return nil, fmt.Errorf("entering network namespace %q: %w", namespace, err)
+		return fmt.Errorf("entering network namespace %q: %w", namespace, err)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, addr)
-	if serr := netns.Set(orig); serr != nil {
-		if c != nil {
-			c.Close()
-		}
-		return nil, fmt.Errorf("leaving network namespace %q: %w", namespace, serr)
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		return fmt.Errorf("leaving network namespace %q: %w", namespace, err)
 	}
 	runtime.UnlockOSThread()
-	return c, err
+	return ferr
 }
 
 // pattern is the byte at offset i of the stream: a period coprime with any

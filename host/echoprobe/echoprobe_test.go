@@ -121,3 +121,24 @@ func TestDialRunsInTheNamespace(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Snapshot().Received >= 100 }, 10*time.Second, time.Millisecond)
 	require.NoError(t, s.Stop(5*time.Second).Err)
 }
+
+func TestPingCountsRepliesAndLosses(t *testing.T) {
+	p, err := Ping("", net.IPv4(127, 0, 0, 1), 2*time.Millisecond)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.Snapshot().Received >= 20 }, 10*time.Second, time.Millisecond)
+	r := p.Stop(time.Second)
+	require.Equal(t, 0, r.Lost(), "loopback answers every echo: %+v", r)
+
+	// 192.0.2.1 (TEST-NET-1) has no route in an empty namespace: every
+	// request is lost.
+	name := fmt.Sprintf("echoprobe-ping-%d", time.Now().UnixNano()%1e6)
+	require.NoError(t, exec.Command("ip", "netns", "add", name).Run())
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	require.NoError(t, exec.Command("ip", "-n", name, "link", "set", "lo", "up").Run())
+	p, err = Ping(name, net.IPv4(192, 0, 2, 1), 2*time.Millisecond)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.Snapshot().Sent >= 10 }, 10*time.Second, time.Millisecond)
+	r = p.Stop(50 * time.Millisecond)
+	require.Equal(t, 0, r.Received)
+	require.Equal(t, r.Sent, r.Lost())
+}

@@ -89,11 +89,11 @@ type Stream struct {
 	chunk int
 	every time.Duration
 
-	stop      chan struct{} // ends the writer
-	wrote     chan struct{} // closed when the writer has returned
-	read      chan struct{} // closed when the reader has returned
-	arrivals  chan struct{} // a token per arrival, for Stop's drain
-	closing   chan struct{} // the reader's error is Stop closing the conn
+	stop     chan struct{} // ends the writer
+	wrote    chan struct{} // closed when the writer has returned
+	read     chan struct{} // closed when the reader has returned
+	arrivals chan struct{} // a token per arrival, for Stop's drain
+	closing  chan struct{} // the reader's error is Stop closing the conn
 
 	mu   sync.Mutex
 	res  StreamResult

@@ -107,7 +107,7 @@ func samplesOf(w *pb.MetricsWindow) ([]Sample, error) {
 		"cpu_pressure_avg10": len(w.GetCpuPressureAvg10()), "memory_pressure_avg10": len(w.GetMemoryPressureAvg10()),
 		"memory_used_bytes": len(w.GetMemoryUsedBytes()), "memory_cached_bytes": len(w.GetMemoryCachedBytes()),
 		"online_vcpu_milli": len(w.GetOnlineVcpuMilli()), "online_memory_bytes": len(w.GetOnlineMemoryBytes()),
-		"uptime_nanos": len(w.GetUptimeNanos()),
+		"uptime_nanos":          len(w.GetUptimeNanos()),
 		"db_active_connections": len(w.GetDbActiveConnections()), "db_connections": len(w.GetDbConnections()),
 		"db_working_set_bytes": len(w.GetDbWorkingSetBytes()),
 	}

@@ -110,6 +110,7 @@ var suites = map[pb.Kind][]group{
 	pb.Kind_KIND_SCALER:     {baseGroup, scalerGroup},
 	pb.Kind_KIND_PLACEMENT:  {baseGroup, placementGroup},
 	pb.Kind_KIND_HYPERVISOR: {baseGroup, hypervisorGroup},
+	pb.Kind_KIND_NETWORK:    {baseGroup, networkGroup},
 }
 
 func suiteFor(kind pb.Kind) ([]group, error) {
@@ -212,6 +213,8 @@ type session struct {
 	schemaErr error
 	// vms are the VMs started and not yet known to be stopped.
 	vms vmRecord
+	// net is what the network specs set up and attached.
+	net netRecord
 }
 
 func newSession(ctx context.Context, kind pb.Kind, c *sdk.Client, o Options) (*session, error) {

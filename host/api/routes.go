@@ -23,12 +23,15 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 		handler      http.Handler
 	}{
 		{http.MethodGet, "/v1/status", http.HandlerFunc(s.status)},
+		{http.MethodGet, "/v1/history", http.HandlerFunc(s.history)},
 		{http.MethodPost, "/v1/tick", http.HandlerFunc(s.tick)},
 		{http.MethodPost, "/v1/plugins/{name}/restart", http.HandlerFunc(s.restartPlugin)},
 		{http.MethodPost, "/v1/vms/{name}/load", http.HandlerFunc(s.loadVM)},
 		{http.MethodPost, "/v1/vms/{name}/migrate", http.HandlerFunc(s.migrateVM)},
 		{http.MethodGet, "/metrics", metrics},
 		{http.MethodGet, "/healthz", http.HandlerFunc(healthz)},
+		{http.MethodGet, "/{$}", http.HandlerFunc(page)},
+		{http.MethodGet, "/web/", assets},
 	} {
 		mux.Handle(r.method+" "+r.path, r.handler)
 		// The method-less pattern catches every other method, so that a 405

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/vertigo-autoscaler/vertigo/host/history"
 	"github.com/vertigo-autoscaler/vertigo/host/model"
 )
 
@@ -103,4 +104,6 @@ type Backend interface {
 	// MigrateVM moves the VM, calling progress as it goes; it returns when
 	// the VM runs on the target or the move failed.
 	MigrateVM(ctx context.Context, name, to string, progress func(Migration)) error
+	// History is what was recorded after since (everything for the zero time).
+	History(ctx context.Context, since time.Time) (history.Snapshot, error)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vertigo-autoscaler/vertigo/host/config"
 	"github.com/vertigo-autoscaler/vertigo/host/control"
 	"github.com/vertigo-autoscaler/vertigo/host/guests"
+	"github.com/vertigo-autoscaler/vertigo/host/history"
 	"github.com/vertigo-autoscaler/vertigo/host/metrics"
 	"github.com/vertigo-autoscaler/vertigo/host/store"
 	"github.com/vertigo-autoscaler/vertigo/host/supervisor"
@@ -41,6 +42,7 @@ type Host struct {
 	net     *networkClient
 	guests  *guests.Buffer
 	trigger chan string // VMs whose guests raised pressure
+	history *history.History
 }
 
 // ConfigError carries the diagnostics that kept the host from starting.
@@ -57,7 +59,7 @@ func Start(ctx context.Context, cfg *config.Config, log hclog.Logger) (*Host, er
 	if diags.HasErrors() {
 		return nil, &ConfigError{Text: config.Format(diags)}
 	}
-	h := &Host{cfg: cfg, log: log, plugins: plugins, metrics: m, clock: control.RealClock{}, trigger: make(chan string, 64)}
+	h := &Host{cfg: cfg, log: log, plugins: plugins, metrics: m, clock: control.RealClock{}, trigger: make(chan string, 64), history: history.New(history.Limits{})}
 	if err := h.start(ctx); err != nil {
 		h.Close()
 		return nil, err
@@ -167,6 +169,7 @@ func (h *Host) Run(ctx context.Context) {
 			if err := h.ctrl.DecideNow(ctx, vm); err != nil && ctx.Err() == nil {
 				h.log.Error("pressure-triggered decision failed", "vm", vm, "error", err)
 			}
+			h.recordNow(ctx)
 		}
 	}
 }
@@ -196,6 +199,7 @@ func (h *Host) Tick(ctx context.Context) error {
 			usage[i] = metrics.NodeUsage{Name: n.Name, Capacity: n.Capacity, Reserved: n.Reserved}
 		}
 		h.metrics.SetFleet(st.VMs, usage)
+		h.recordHistory(st)
 	}
 	return err
 }

@@ -160,6 +160,7 @@ func (h *Host) MigrateVM(ctx context.Context, name, to string, progress func(api
 		return err
 	}
 	from := vm.Node
+	defer h.recordNow(context.WithoutCancel(ctx)) // the move's end, not the next pass's time
 	report := func(state string, p *pb.MigrationProgress) {
 		m := api.Migration{VM: name, From: from, To: to, Reason: "requested by an operator", State: state}
 		fillProgress(&m, p)

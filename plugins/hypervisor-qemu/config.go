@@ -24,6 +24,8 @@ func configSchema() *pb.ConfigSchema {
 		schema.String("qemu", "qemu-system-x86_64", "the QEMU binary, a path or a name looked up in PATH"),
 		schema.String("kernel", "build/guest/vmlinux", "the guest kernel, an uncompressed ELF with a PVH note (make guest)"),
 		schema.String("initrd", "build/guest/initramfs.cpio.gz", "the guest initramfs with the agent (make guest)"),
+		schema.String("images_dir", "build", "directory of the named guest images: image NAME is guest-NAME/ with vmlinux, initramfs.cpio.gz and optionally rootfs.img (raw, the VM's disk is a qcow2 overlay of it)"),
+		schema.String("qemu_img", "qemu-img", "the qemu-img binary that creates the VMs' disks, a path or a name looked up in PATH"),
 		schema.String("accel", "auto", "auto: TCG (KVM is not trusted to run a guest unless asked for); tcg; kvm: fails unless /dev/kvm opens", "auto", "tcg", "kvm"),
 		schema.String("cpu_model", "qemu64", "QEMU -cpu model; its hotpluggable vCPUs must match"),
 		schema.String("nodes", "node-a,node-b", "comma-separated logical nodes this machine hosts: VMs start on and migrate between these only"),
@@ -50,6 +52,8 @@ type config struct {
 	QEMU               string        `json:"qemu"`
 	Kernel             string        `json:"kernel"`
 	Initrd             string        `json:"initrd"`
+	ImagesDir          string        `json:"images_dir"`
+	QEMUImg            string        `json:"qemu_img"`
 	Accel              string        `json:"accel"`
 	CPUModel           string        `json:"cpu_model"`
 	Nodes              string        `json:"nodes"`
@@ -83,7 +87,7 @@ func decodeConfig(configJSON []byte) (config, error) {
 			errs = append(errs, sdk.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 		}
 	}
-	for field, v := range map[string]string{"run_dir": c.RunDir, "qemu": c.QEMU, "kernel": c.Kernel, "initrd": c.Initrd, "cpu_model": c.CPUModel} {
+	for field, v := range map[string]string{"run_dir": c.RunDir, "qemu": c.QEMU, "kernel": c.Kernel, "initrd": c.Initrd, "images_dir": c.ImagesDir, "qemu_img": c.QEMUImg, "cpu_model": c.CPUModel} {
 		check(v != "", field, "must not be empty")
 	}
 	check(slices.Contains([]string{"auto", "tcg", "kvm"}, c.Accel), "accel", `must be "auto", "tcg" or "kvm", got %q`, c.Accel)
@@ -105,19 +109,19 @@ func decodeConfig(configJSON []byte) (config, error) {
 		slices.SortFunc(errs, func(a, b sdk.FieldError) int { return strings.Compare(a.Field, b.Field) })
 		return c, errs
 	}
-	for _, p := range []*string{&c.RunDir, &c.Kernel, &c.Initrd} {
+	paths := []*string{&c.RunDir, &c.Kernel, &c.Initrd, &c.ImagesDir}
+	// A binary's bare name is looked up in PATH.
+	for _, bin := range []*string{&c.QEMU, &c.QEMUImg} {
+		if strings.Contains(*bin, "/") {
+			paths = append(paths, bin)
+		}
+	}
+	for _, p := range paths {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return c, err
 		}
 		*p = abs
-	}
-	if strings.Contains(c.QEMU, "/") {
-		abs, err := filepath.Abs(c.QEMU)
-		if err != nil {
-			return c, err
-		}
-		c.QEMU = abs
 	}
 	return c, nil
 }

@@ -25,7 +25,8 @@ func specFrom(s *pb.VMSpec) vm.Spec {
 	return vm.Spec{
 		Name: s.GetName(), Node: s.GetNode(), Size: sizeFrom(s.GetSize()),
 		Bounds: vm.Bounds{Min: sizeFrom(b.GetMin()), Max: sizeFrom(b.GetMax()), Unit: sizeFrom(b.GetUnit())},
-		Tap:    s.GetTap(), MAC: s.GetMac(),
+		Tap:    s.GetTap(), MAC: s.GetMac(), NetNS: s.GetNetns(), IPCIDR: s.GetIpCidr(), Gateway: s.GetGateway(),
+		Image: s.GetImage(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,9 @@ func runDir(t *testing.T) string {
 	dir, err := os.MkdirTemp("", "vq")
 	require.NoError(t, err)
 	t.Cleanup(func() {
+		if t.Failed() {
+			logConsoles(t, dir)
+		}
 		pids, _ := filepath.Glob(filepath.Join(dir, "*", "pid"))
 		for _, f := range pids {
 			b, _ := os.ReadFile(f)
@@ -65,16 +69,52 @@ func runDir(t *testing.T) string {
 	return dir
 }
 
+// logConsoles logs the end of every guest console under run, for a test
+// that failed.
+func logConsoles(t *testing.T, run string) {
+	logs, _ := filepath.Glob(filepath.Join(run, "*", "serial.log"))
+	for _, f := range logs {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		t.Logf("%s, last lines:\n%s", f, strings.Join(lines[max(0, len(lines)-20):], "\n"))
+	}
+}
+
 // configJSON is the plugin configuration the tests use.
 func configJSON(t *testing.T, run string) []byte {
 	t.Helper()
+	return configWith(t, run, nil)
+}
+
+// configWith is configJSON with more attributes.
+func configWith(t *testing.T, run string, more map[string]any) []byte {
+	t.Helper()
 	kernel, initrd := guestImage(t)
-	b, err := json.Marshal(map[string]any{
+	cfg := map[string]any{
 		"run_dir": run, "kernel": kernel, "initrd": initrd,
 		"stop_grace": int64(time.Second), "agent_timeout": int64(90 * time.Second),
-	})
+	}
+	maps.Copy(cfg, more)
+	b, err := json.Marshal(cfg)
 	require.NoError(t, err)
 	return b
+}
+
+// diskImages is an images directory whose image "disk" is the guest image
+// with a small raw root filesystem: the VM gets a disk, which its init
+// leaves alone.
+func diskImages(t *testing.T) string {
+	t.Helper()
+	kernel, initrd := guestImage(t)
+	dir := filepath.Join(t.TempDir(), "guest-disk")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Symlink(kernel, filepath.Join(dir, "vmlinux")))
+	require.NoError(t, os.Symlink(initrd, filepath.Join(dir, "initramfs.cpio.gz")))
+	rootfs, err := os.Create(filepath.Join(dir, "rootfs.img"))
+	require.NoError(t, err)
+	require.NoError(t, rootfs.Truncate(64*mib))
+	require.NoError(t, rootfs.Close())
+	return filepath.Dir(dir)
 }
 
 // inProcess serves a new plugin in the test's process.

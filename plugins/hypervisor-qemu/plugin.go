@@ -98,6 +98,8 @@ func (p *plugin) SetConfig(ctx context.Context, configJSON []byte, _ uint32) err
 	env := &vm.Env{
 		RunDir:        cfg.RunDir,
 		Base:          vm.Machine{QEMU: cfg.QEMU, Kernel: cfg.Kernel, Initrd: cfg.Initrd, Accel: cfg.accel(), CPUModel: cfg.CPUModel},
+		ImagesDir:     cfg.ImagesDir,
+		QEMUImg:       cfg.QEMUImg,
 		AgentTimeout:  cfg.AgentTimeout,
 		ResizeTimeout: cfg.ResizeTimeout,
 		CPU:           p.cpu,
@@ -238,17 +240,20 @@ func (p *plugin) Migrate(req *pb.MigrateRequest, stream pb.Hypervisor_MigrateSer
 	if err != nil {
 		return errorTo(err)
 	}
-	bandwidth := req.GetMaxBandwidthBytesPerSecond()
-	if bandwidth == 0 {
-		bandwidth = cfg.MigrationBandwidth
+	to := vm.Target{
+		Node: req.GetTargetNode(), Tap: req.GetTargetTap(), NetNS: req.GetTargetNetns(),
+		Bandwidth: req.GetMaxBandwidthBytesPerSecond(), Downtime: time.Duration(req.GetDowntimeLimitNanos()),
+		SkipAnnounce: req.GetSkipAnnounce(),
 	}
-	downtime := time.Duration(req.GetDowntimeLimitNanos())
-	if downtime <= 0 {
-		downtime = cfg.MigrationDowntime
+	if to.Bandwidth == 0 {
+		to.Bandwidth = cfg.MigrationBandwidth
+	}
+	if to.Downtime <= 0 {
+		to.Downtime = cfg.MigrationDowntime
 	}
 	// A host that stops listening cancels the migration (stream.Context
 	// ends); a failed send alone does not.
-	return errorTo(v.Migrate(stream.Context(), req.GetTargetNode(), bandwidth, downtime, func(pr vm.Progress) {
+	return errorTo(v.Migrate(stream.Context(), to, func(pr vm.Progress) {
 		_ = stream.Send(progressTo(pr))
 	}))
 }

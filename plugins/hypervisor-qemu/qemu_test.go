@@ -124,6 +124,10 @@ func TestVMLifecycle(t *testing.T) {
 	})
 
 	step("migrate_after_hotplug", func(t *testing.T) {
+		err := migrateError(t, c, &pb.MigrateRequest{Name: name, TargetNode: "node-b", TargetTap: "tap0"})
+		require.Equal(t, codes.InvalidArgument, status.Code(err))
+		require.ErrorContains(t, err, `target_tap: life has no NIC, so no port on the target (target_tap "tap0"`)
+
 		before := r.waitSample(t, 10*time.Second, "a sample", func(sample) bool { return true })
 		started := time.Now()
 		stream, err := c.Hypervisor.Migrate(within(t, time.Minute), &pb.MigrateRequest{Name: name, TargetNode: "node-b"})

@@ -74,6 +74,10 @@ func (a *agent) state(typ string) (*agentproto.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	db, err := a.sys.database(mem)
+	if err != nil {
+		return nil, err
+	}
 	return &agentproto.Message{
 		Type:                typ,
 		TUnixNano:           a.now().UnixNano(),
@@ -86,6 +90,7 @@ func (a *agent) state(typ string) (*agentproto.Message, error) {
 		MemoryTotalBytes:    mem.Total,
 		OnlineCPUs:          cpus,
 		UptimeNanos:         int64(a.uptime()),
+		DB:                  db,
 	}, nil
 }
 

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"os"
 	"os/signal"
@@ -37,11 +38,14 @@ func run(ctx context.Context, logger *log.Logger) error {
 	if err != nil {
 		return err
 	}
-	floor, err := parseKernelArgs(string(cmdline))
+	args, err := parseKernelArgs(string(cmdline))
 	if err != nil {
 		return err
 	}
-	a := newAgent(realSystem, floor, kernelRelease(), time.Now, bootTime, logger)
+	if args.echoPort != 0 {
+		go serveEcho(ctx, fmt.Sprintf(":%d", args.echoPort), logger)
+	}
+	a := newAgent(realSystem, args.memoryFloor, kernelRelease(), time.Now, bootTime, logger)
 	// Onlining does not wait for the port: a guest whose host is away still
 	// gets its hotplugged CPUs and memory.
 	go a.watchHotplug(ctx)

@@ -11,6 +11,8 @@ import (
 // memInfo is what the agent needs from /proc/meminfo, in bytes.
 type memInfo struct {
 	Total, Available, Cached uint64
+	// Shmem and ActiveFile ("Active(file)") make the database's working set.
+	Shmem, ActiveFile uint64
 }
 
 // Used is memory that cannot be handed back without pressure: what the
@@ -26,7 +28,10 @@ func (m memInfo) Used() uint64 {
 // (MemAvailable exists since Linux 3.14); lines it does not know are skipped.
 func parseMemInfo(b []byte) (memInfo, error) {
 	var m memInfo
-	fields := map[string]*uint64{"MemTotal": &m.Total, "MemAvailable": &m.Available, "Cached": &m.Cached}
+	fields := map[string]*uint64{
+		"MemTotal": &m.Total, "MemAvailable": &m.Available, "Cached": &m.Cached,
+		"Shmem": &m.Shmem, "Active(file)": &m.ActiveFile,
+	}
 	seen := map[string]bool{}
 	s := bufio.NewScanner(bytes.NewReader(b))
 	for s.Scan() {
@@ -167,16 +172,33 @@ func parseCPUList(s string) ([]int, error) {
 	return cpus, nil
 }
 
-// parseKernelArgs picks the agent's settings from /proc/cmdline. Only
-// vertigo.memory_floor=BYTES exists: the guest never consents to a
-// downscale below it.
-func parseKernelArgs(cmdline string) (floor uint64, err error) {
+// kernelArgs are the agent's settings from the kernel command line.
+type kernelArgs struct {
+	// memoryFloor (vertigo.memory_floor=BYTES): the guest never consents
+	// to a downscale below it.
+	memoryFloor uint64
+	// echoPort (vertigo.echo_port=PORT, 0 for none): the TCP echo service.
+	echoPort uint16
+}
+
+// parseKernelArgs picks the agent's settings from /proc/cmdline.
+func parseKernelArgs(cmdline string) (kernelArgs, error) {
+	args := kernelArgs{echoPort: defaultEchoPort}
 	for _, arg := range strings.Fields(cmdline) {
 		if v, ok := strings.CutPrefix(arg, "vertigo.memory_floor="); ok {
-			if floor, err = strconv.ParseUint(v, 10, 64); err != nil {
-				return 0, fmt.Errorf("kernel command line: vertigo.memory_floor: want bytes, got %q", v)
+			floor, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return args, fmt.Errorf("kernel command line: vertigo.memory_floor: want bytes, got %q", v)
 			}
+			args.memoryFloor = floor
+		}
+		if v, ok := strings.CutPrefix(arg, "vertigo.echo_port="); ok {
+			port, err := strconv.ParseUint(v, 10, 16)
+			if err != nil {
+				return args, fmt.Errorf("kernel command line: vertigo.echo_port: want a TCP port or 0, got %q", v)
+			}
+			args.echoPort = uint16(port)
 		}
 	}
-	return floor, nil
+	return args, nil
 }

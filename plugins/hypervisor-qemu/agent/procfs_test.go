@@ -86,14 +86,20 @@ func TestParseCPUList(t *testing.T) {
 }
 
 func TestParseKernelArgs(t *testing.T) {
-	floor, err := parseKernelArgs("console=ttyS0 quiet vertigo.memory_floor=268435456 panic=1\n")
+	args, err := parseKernelArgs("console=ttyS0 quiet vertigo.memory_floor=268435456 vertigo.echo_port=7007 panic=1\n")
 	require.NoError(t, err)
-	require.Equal(t, uint64(256<<20), floor)
+	require.Equal(t, kernelArgs{memoryFloor: 256 << 20, echoPort: 7007}, args)
 
-	floor, err = parseKernelArgs("console=ttyS0")
+	args, err = parseKernelArgs("console=ttyS0")
 	require.NoError(t, err)
-	require.Zero(t, floor)
+	require.Equal(t, kernelArgs{echoPort: defaultEchoPort}, args, "no floor, echo on its usual port")
+
+	args, err = parseKernelArgs("vertigo.echo_port=0")
+	require.NoError(t, err)
+	require.Zero(t, args.echoPort, "0 turns the echo service off")
 
 	_, err = parseKernelArgs("vertigo.memory_floor=256MiB")
 	require.ErrorContains(t, err, "vertigo.memory_floor: want bytes")
+	_, err = parseKernelArgs("vertigo.echo_port=70000")
+	require.ErrorContains(t, err, "vertigo.echo_port: want a TCP port")
 }

@@ -96,6 +96,8 @@ type Message struct {
 	MemoryTotalBytes    uint64  `json:"mem_total,omitempty"` // online memory
 	OnlineCPUs          int     `json:"cpus,omitempty"`
 	UptimeNanos         int64   `json:"uptime_ns,omitempty"`
+	// DB is what the agent reads of Postgres; absent when none runs.
+	DB *DBStats `json:"db,omitempty"`
 
 	// event
 	Event string `json:"event,omitempty"`
@@ -109,6 +111,16 @@ type Message struct {
 	DurationNs  int64  `json:"duration_ns,omitempty"`
 	OK          bool   `json:"ok,omitempty"`
 	Error       string `json:"error,omitempty"` // refusal reason or failure
+}
+
+// DBStats is the database's part of a metrics message.
+type DBStats struct {
+	// Client connections, and those of them running a statement.
+	ActiveConnections uint32 `json:"active"`
+	Connections       uint32 `json:"connections"`
+	// WorkingSetBytes estimates the memory the database touched lately:
+	// shared buffers and page cache.
+	WorkingSetBytes uint64 `json:"working_set"`
 }
 
 // Validate checks a received message.
@@ -130,6 +142,9 @@ func (m *Message) Validate() error {
 		}
 		if m.Load1 < 0 || m.Load5 < 0 || m.CPUPressureAvg10 < 0 || m.CPUPressureAvg10 > 100 || m.MemoryPressureAvg10 < 0 || m.MemoryPressureAvg10 > 100 {
 			return errors.New("metrics: load must be >= 0 and pressure within 0..100")
+		}
+		if m.DB != nil && m.DB.ActiveConnections > m.DB.Connections {
+			return fmt.Errorf("metrics.db.active: %d exceeds metrics.db.connections %d", m.DB.ActiveConnections, m.DB.Connections)
 		}
 	case TypeEvent:
 		if m.Event == "" {

@@ -148,7 +148,8 @@ func (f *Fleet) Start(ctx context.Context, spec vm.Spec) (vm.Status, error) {
 	f.vms[spec.Name] = v
 	f.mu.Unlock()
 	if old != nil {
-		if err := old.Stop(ctx, 0); err != nil {
+		// Halted, not stopped: the VM restarts with the disk it had.
+		if err := old.Halt(ctx, 0); err != nil {
 			f.forget(v)
 			return vm.Status{}, fmt.Errorf("clearing the failed VM %s before starting it again: %w", spec.Name, err)
 		}
@@ -180,11 +181,15 @@ func (f *Fleet) Get(name string) (*vm.VM, error) {
 	return v, nil
 }
 
-// Stop stops the named VM and forgets it; an unknown VM is already stopped.
+// Stop stops the named VM for good and forgets it. An unknown VM is
+// already stopped; a disk it left (its start failed half-way) is deleted.
 func (f *Fleet) Stop(ctx context.Context, name string, grace time.Duration) error {
 	v, err := f.Get(name)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		if err := vm.ValidateName("name", name); err != nil {
+			return err
+		}
+		return vm.RemoveDisk(f.env.RunDir, name)
 	}
 	if err := v.Stop(ctx, grace); err != nil {
 		return err

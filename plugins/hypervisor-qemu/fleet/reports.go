@@ -136,9 +136,10 @@ func reportFrom(vm string, m *agentproto.Message) *pb.GuestReport {
 	return nil
 }
 
-// sample is a one-sample window with every column.
+// sample is a one-sample window with every column the message has: the
+// database's only when the guest runs one.
 func sample(m *agentproto.Message) *pb.MetricsWindow {
-	return &pb.MetricsWindow{
+	w := &pb.MetricsWindow{
 		TUnixNano:           []int64{m.TUnixNano},
 		Load1:               []float64{m.Load1},
 		Load5:               []float64{m.Load5},
@@ -150,4 +151,10 @@ func sample(m *agentproto.Message) *pb.MetricsWindow {
 		OnlineMemoryBytes:   []uint64{m.MemoryTotalBytes},
 		UptimeNanos:         []int64{m.UptimeNanos},
 	}
+	if db := m.DB; db != nil {
+		w.DbActiveConnections = []uint32{db.ActiveConnections}
+		w.DbConnections = []uint32{db.Connections}
+		w.DbWorkingSetBytes = []uint64{db.WorkingSetBytes}
+	}
+	return w
 }

@@ -20,8 +20,11 @@ go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 busybox=/bin/busybox
 
 # Modules the guest loads; their dependencies are added by resolve_module.
+# virtio_blk and ext4 (crc32c_generic is ext4's checksum, found through the
+# crypto API, not depends=) let an image's init mount its disk.
 modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-	virtio_mem virtio_console virtio_net failover net_failover)
+	virtio_mem virtio_console virtio_net failover net_failover
+	virtio_blk crc16 mbcache jbd2 crc32c_generic ext4)
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 

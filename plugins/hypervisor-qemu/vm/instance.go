@@ -32,9 +32,13 @@ type Env struct {
 	// RunDir holds one directory per instance; absolute, since QEMU's
 	// -daemonize moves it to /.
 	RunDir string
-	// Base is the machine every VM starts from (binary, kernel, accel,
-	// CPU model); the spec fills in the rest.
+	// Base is the machine every VM starts from (binary, default image,
+	// accel, CPU model); the spec fills in the rest.
 	Base Machine
+	// ImagesDir holds the named guest images, guest-NAME/ each.
+	ImagesDir string
+	// QEMUImg creates the VMs' disks.
+	QEMUImg string
 	// AgentTimeout bounds the wait for a new guest's agent.
 	AgentTimeout time.Duration
 	// ResizeTimeout bounds the wait for a guest to online what it got.
@@ -74,9 +78,10 @@ func newInstance(dir string) *instance {
 // VM and node, so a migration's two QEMUs have a group each.
 func (i *instance) cgroupName() string { return filepath.Base(i.dir) }
 
-// launch starts QEMU for rec (its Args are filled in here) with devices dev
-// and connects to it. Nothing is left running when it fails.
-func launch(ctx context.Context, env *Env, rec Record, dev Devices) (*instance, error) {
+// launch starts QEMU for rec (its Args are filled in here) with devices dev,
+// handing it tap (nil without a NIC), and connects to it. Nothing is left
+// running when it fails.
+func launch(ctx context.Context, env *Env, rec Record, dev Devices, tap *os.File) (*instance, error) {
 	dir := InstanceDir(env.RunDir, rec.Spec.Name, rec.Spec.Node)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -101,7 +106,11 @@ func launch(ctx context.Context, env *Env, rec Record, dev Devices) (*instance, 
 	// With -daemonize the command returns once QEMU is set up (sockets
 	// listening, pid file written), leaving it in a session of its own
 	// that outlives the plugin.
-	out, err := exec.CommandContext(ctx, rec.Args[0], rec.Args[1:]...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, rec.Args[0], rec.Args[1:]...)
+	if tap != nil {
+		cmd.ExtraFiles = []*os.File{tap} // descriptor tapFD
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		// Cancelled after the fork, a daemon may run that nothing records.
 		if pid, perr := readPID(dir); perr == nil {

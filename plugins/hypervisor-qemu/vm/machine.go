@@ -27,9 +27,11 @@ const maxVCPUs = 255
 const memoryBlock = 2 << 20
 
 // KernelArgs is the guest kernel's command line: the console QEMU writes to
-// serial.log, and hotplugged memory onlined by the kernel itself into the
-// movable zone, so that it can be unplugged again.
-const KernelArgs = "console=ttyS0 memhp_default_state=online_movable quiet"
+// serial.log, hotplugged memory onlined by the kernel itself into the
+// movable zone, so that it can be unplugged again, and no check of the
+// IO-APIC timer, which a TCG guest on a busy host fails ("IO-APIC + timer
+// doesn't work!", a panic at boot).
+const KernelArgs = "console=ttyS0 memhp_default_state=online_movable no_timer_check quiet"
 
 // Machine is everything a QEMU command line is built from. It is recorded
 // with the instance, so a destination of a migration gets the same machine.
@@ -49,8 +51,17 @@ type Machine struct {
 	BaseMemory uint64 `json:"base_memory"`
 	Region     uint64 `json:"region"`
 	Requested  uint64 `json:"requested"`
-	Tap        string `json:"tap,omitempty"`
-	MAC        string `json:"mac,omitempty"`
+	// The NIC (none without Tap): QEMU gets the tap, opened by the plugin
+	// in namespace NetNS, as a descriptor; the guest's init configures
+	// IPCIDR and Gateway.
+	Tap     string `json:"tap,omitempty"`
+	NetNS   string `json:"netns,omitempty"`
+	MAC     string `json:"mac,omitempty"`
+	IPCIDR  string `json:"ip_cidr,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// Disk is the VM's qcow2 overlay (none when empty), shared by the
+	// two QEMUs of a migration.
+	Disk string `json:"disk,omitempty"`
 }
 
 // machineFor lays out a spec's VM: boot vCPUs for its size, hotplug room up
@@ -65,7 +76,7 @@ func machineFor(spec Spec, base Machine) Machine {
 		m.Region = top - m.BaseMemory
 	}
 	m.Requested = m.requestedFor(spec.Size.MemoryBytes)
-	m.Tap, m.MAC = spec.Tap, spec.MAC
+	m.Tap, m.NetNS, m.MAC, m.IPCIDR, m.Gateway = spec.Tap, spec.NetNS, spec.MAC, spec.IPCIDR, spec.Gateway
 	return m
 }
 
@@ -87,6 +98,18 @@ func roundUp(v, to uint64) uint64 {
 	return (v + to - 1) / to * to
 }
 
+// kernelArgs adds the guest's address, which guest/init gives eth0.
+func (m Machine) kernelArgs() string {
+	args := KernelArgs
+	if m.IPCIDR != "" {
+		args += " vertigo.ip=" + m.IPCIDR
+	}
+	if m.Gateway != "" {
+		args += " vertigo.gw=" + m.Gateway
+	}
+	return args
+}
+
 // Args is the QEMU command line for an instance in dir; incoming makes it a
 // migration destination that waits for migrate-incoming.
 func (m Machine) Args(dir string, incoming bool) []string {
@@ -105,7 +128,7 @@ func (m Machine) Args(dir string, incoming bool) []string {
 		"-m", memory,
 		"-kernel", m.Kernel,
 		"-initrd", m.Initrd,
-		"-append", KernelArgs,
+		"-append", m.kernelArgs(),
 		"-nodefaults", "-no-user-config", "-no-reboot",
 		"-display", "none",
 		"-daemonize", "-pidfile", path(pidFile),
@@ -126,8 +149,18 @@ func (m Machine) Args(dir string, incoming bool) []string {
 	}
 	if m.Tap != "" {
 		args = append(args,
-			"-netdev", "tap,id=net0,ifname="+m.Tap+",script=no,downscript=no",
+			"-netdev", fmt.Sprintf("tap,id=net0,fd=%d", tapFD),
 			"-device", "virtio-net-pci,netdev=net0,mac="+m.MAC,
+		)
+	}
+	if m.Disk != "" {
+		// Both QEMUs of a migration open the disk: the destination's stays
+		// inactive (no write lock) until the source has flushed and let go
+		// at the switch-over. cache=none is what a disk shared between real
+		// hosts needs, and keeps the guest's I/O out of this host's cache.
+		args = append(args,
+			"-drive", "file="+m.Disk+",format=qcow2,if=none,id=disk0,cache=none,aio=native",
+			"-device", "virtio-blk-pci,drive=disk0",
 		)
 	}
 	if incoming {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -59,23 +60,43 @@ type migrateStatus struct {
 	} `json:"ram"`
 }
 
-// Migrate live-migrates the VM to node, another logical node of this
-// machine: a destination QEMU with the same devices takes the guest over.
-// Problems with the request are returned as errors; once the migration has
-// begun, its outcome is the last Progress (Completed, MigrationFailed or
-// Cancelled). On any failure the source keeps running.
-func (v *VM) Migrate(ctx context.Context, node string, bandwidth uint64, downtime time.Duration, progress func(Progress)) error {
+// Target is where a migration goes and how.
+type Target struct {
+	Node string
+	// Tap and NetNS are the VM's port on Node; required for a VM with a
+	// NIC, which keeps its MAC.
+	Tap, NetNS   string
+	Bandwidth    uint64
+	Downtime     time.Duration
+	SkipAnnounce bool
+}
+
+// announce are the destination's announcement rounds (QEMU's defaults, in
+// ms): RARP from the NIC's MAC, and a gratuitous ARP from a virtio-net guest
+// that offers it, so the network learns the VM's new port at once.
+var announce = map[string]any{"initial": 50, "max": 550, "rounds": 5, "step": 100}
+
+// Migrate live-migrates the VM to another logical node of this machine: a
+// destination QEMU with the same devices (and the target's tap) takes the
+// guest over. Problems with the request are returned as errors; once the
+// migration has begun, its outcome is the last Progress (Completed,
+// MigrationFailed or Cancelled). On any failure the source keeps running.
+func (v *VM) Migrate(ctx context.Context, to Target, progress func(Progress)) error {
 	v.ops.Lock()
 	defer v.ops.Unlock()
 	src, err := v.current()
 	if err != nil {
 		return err
 	}
-	if node == src.rec.Spec.Node {
-		return invalid("target_node: %s already runs on %s", v.name, node)
+	if to.Node == src.rec.Spec.Node {
+		return invalid("target_node: %s already runs on %s", v.name, to.Node)
 	}
-	if src.rec.Spec.Tap != "" {
-		return fmt.Errorf("%w: migrating a VM with a tap needs the destination's tap, which MigrateRequest does not carry", errors.ErrUnsupported)
+	tap, err := v.targetPort(src, to)
+	if err != nil {
+		return err
+	}
+	if tap != nil {
+		defer tap.Close()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -83,17 +104,39 @@ func (v *VM) Migrate(ctx context.Context, node string, bandwidth uint64, downtim
 	v.state, v.cancelMigration = Migrating, cancel
 	v.mu.Unlock()
 
-	m := &migration{v: v, src: src, node: node, started: time.Now(), progress: progress}
-	m.report(Progress{Phase: Preparing, Message: "starting the destination on " + node})
-	final := m.run(ctx, bandwidth, downtime)
+	m := &migration{v: v, src: src, to: to, tap: tap, started: time.Now(), progress: progress}
+	m.report(Progress{Phase: Preparing, Message: "starting the destination on " + to.Node})
+	final := m.run(ctx)
 	final.Elapsed = time.Since(m.started)
 	if final.Phase == Completed {
-		src.log.Info("migrated", "to", node, "ms", final.Elapsed.Milliseconds(), "downtime_ms", final.Downtime.Milliseconds())
+		src.log.Info("migrated", "to", to.Node, "ms", final.Elapsed.Milliseconds(), "downtime_ms", final.Downtime.Milliseconds())
 	} else {
-		src.log.Warn("migration did not complete; the source runs on", "to", node, "phase", final.Phase, "reason", final.Message)
+		src.log.Warn("migration did not complete; the source runs on", "to", to.Node, "phase", final.Phase, "reason", final.Message)
 	}
 	progress(final)
 	return nil
+}
+
+// targetPort checks the target's port against the VM's NIC and opens it;
+// nil for a VM without one.
+func (v *VM) targetPort(src *instance, to Target) (*os.File, error) {
+	if src.rec.Machine.Tap == "" {
+		if to.Tap != "" || to.NetNS != "" {
+			return nil, invalid("target_tap: %s has no NIC, so no port on the target (target_tap %q, target_netns %q)", v.name, to.Tap, to.NetNS)
+		}
+		return nil, nil
+	}
+	if to.Tap == "" {
+		return nil, invalid("target_tap: %s has a NIC: the migration needs its tap on %s", v.name, to.Node)
+	}
+	if err := validatePort("target_tap", "target_netns", to.Tap, to.NetNS); err != nil {
+		return nil, err
+	}
+	tap, err := openTap(to.NetNS, to.Tap)
+	if err != nil {
+		return nil, invalid("target_tap: %v", err)
+	}
+	return tap, nil
 }
 
 // CancelMigration cancels the migration under way; without one it does
@@ -110,7 +153,8 @@ func (v *VM) CancelMigration() {
 type migration struct {
 	v        *VM
 	src, dst *instance
-	node     string
+	to       Target
+	tap      *os.File
 	started  time.Time
 	progress func(Progress)
 }
@@ -122,13 +166,13 @@ func (m *migration) report(p Progress) {
 
 // run migrates and returns the outcome; whatever fails, the source is left
 // running and the destination gone.
-func (m *migration) run(ctx context.Context, bandwidth uint64, downtime time.Duration) Progress {
-	st, err := m.transfer(ctx, bandwidth, downtime)
+func (m *migration) run(ctx context.Context) Progress {
+	st, err := m.transfer(ctx)
 	if err == nil {
 		err = m.takeOver(ctx)
 	}
 	if err == nil {
-		return Progress{Phase: Completed, Transferred: st.RAM.Transferred, Downtime: time.Duration(st.Downtime) * time.Millisecond, Message: "running on " + m.node}
+		return Progress{Phase: Completed, Transferred: st.RAM.Transferred, Downtime: time.Duration(st.Downtime) * time.Millisecond, Message: "running on " + m.to.Node}
 	}
 	m.rollBack(err)
 	phase := MigrationFailed
@@ -139,15 +183,19 @@ func (m *migration) run(ctx context.Context, bandwidth uint64, downtime time.Dur
 }
 
 // transfer starts the destination and streams the source's memory to it.
-func (m *migration) transfer(ctx context.Context, bandwidth uint64, downtime time.Duration) (migrateStatus, error) {
+func (m *migration) transfer(ctx context.Context) (migrateStatus, error) {
 	var st migrateStatus
 	spec := m.src.rec.Spec
-	spec.Node = m.node
+	spec.Node = m.to.Node
 	machine := m.src.rec.Machine
 	machine.Requested = m.src.dev.Requested
+	if machine.Tap != "" {
+		spec.Tap, spec.NetNS = m.to.Tap, m.to.NetNS
+		machine.Tap, machine.NetNS = m.to.Tap, m.to.NetNS
+	}
 	dev := m.src.dev
 	dev.CPUs = nil // recorded as they are replayed
-	dst, err := launch(ctx, m.v.env, Record{Spec: spec, Machine: machine, Created: time.Now().UTC(), Incoming: true}, dev)
+	dst, err := launch(ctx, m.v.env, Record{Spec: spec, Machine: machine, Created: time.Now().UTC(), Incoming: true}, dev, m.tap)
 	if err != nil {
 		return st, err
 	}
@@ -163,6 +211,16 @@ func (m *migration) transfer(ctx context.Context, bandwidth uint64, downtime tim
 	if err := dst.saveDevices(); err != nil {
 		return st, err
 	}
+	// QEMU announces the VM itself as the destination starts it, with
+	// these parameters of the destination's; no rounds silence it.
+	rounds := announce["rounds"]
+	if m.to.SkipAnnounce {
+		rounds = 0
+	}
+	announceParams := map[string]any{"announce-initial": announce["initial"], "announce-max": announce["max"], "announce-rounds": rounds, "announce-step": announce["step"]}
+	if err := dst.qmp.Execute(ctx, "migrate-set-parameters", announceParams, nil); err != nil {
+		return st, err
+	}
 	uri := "unix:" + filepath.Join(dst.dir, migrateSock)
 	if err := dst.qmp.Execute(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
 		return st, err
@@ -171,7 +229,7 @@ func (m *migration) transfer(ctx context.Context, bandwidth uint64, downtime tim
 	if err != nil {
 		return st, err
 	}
-	params := map[string]any{"max-bandwidth": bandwidth, "downtime-limit": max(downtime.Milliseconds(), 1)}
+	params := map[string]any{"max-bandwidth": m.to.Bandwidth, "downtime-limit": max(m.to.Downtime.Milliseconds(), 1)}
 	if err := srcMon.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
 		return st, err
 	}
@@ -268,6 +326,14 @@ func (m *migration) takeOver(ctx context.Context) error {
 	if err := m.dst.save(); err != nil {
 		return err
 	}
+	if !m.to.SkipAnnounce {
+		// Once more now that the guest runs: its virtio-net driver sends
+		// the gratuitous ARP, and a network that missed QEMU's first
+		// rounds learns the new port all the same.
+		if err := m.dst.qmp.Execute(ctx, "announce-self", announce, nil); err != nil {
+			m.dst.log.Warn("announce-self after the migration", "error", err)
+		}
+	}
 	m.quota(m.dst)
 	m.v.adopt(m.dst)
 	if err := m.src.shutdown(ctx, 0); err != nil {
@@ -313,7 +379,7 @@ func (m *migration) rollBack(cause error) {
 	if m.v.state == Migrating {
 		m.v.state = Running
 	}
-	m.v.message = fmt.Sprintf("migration to %s failed: %v", m.node, cause)
+	m.v.message = fmt.Sprintf("migration to %s failed: %v", m.to.Node, cause)
 	m.v.cancelMigration = nil
 	m.v.mu.Unlock()
 	if err := resume(ctx, m.src); err != nil {

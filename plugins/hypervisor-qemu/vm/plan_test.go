@@ -127,11 +127,33 @@ func TestArgsLeaveOutWhatTheBoundsDoNotNeed(t *testing.T) {
 	fixed := spec()
 	fixed.Bounds.Max.MemoryBytes = fixed.Bounds.Min.MemoryBytes
 	fixed.Size.MemoryBytes = fixed.Bounds.Min.MemoryBytes
-	fixed.Tap, fixed.MAC = "tap-pg-1", "52:54:00:12:34:56"
 	line := strings.Join(machineFor(fixed, Machine{}).Args("/d", false), " ")
 	require.Contains(t, line, "-m 536870912b -kernel")
 	require.NotContains(t, line, "virtio-mem")
-	require.Contains(t, line, "-netdev tap,id=net0,ifname=tap-pg-1,script=no,downscript=no -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56")
+	require.NotContains(t, line, "-drive")
+}
+
+func TestArgsGiveTheNICAndTheDisk(t *testing.T) {
+	s := nicSpec()
+	m := machineFor(s, Machine{})
+	m.Disk = "/run/disks/pg-1.qcow2"
+	args := m.Args("/d", false)
+	line := strings.Join(args, " ")
+	require.Contains(t, line, "-netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
+		"QEMU takes the tap the plugin opened in its namespace as descriptor 3")
+	require.NotContains(t, line, "tap-pg-1", "QEMU never opens the tap by name: it may be in another namespace")
+	require.Contains(t, line, "-drive file=/run/disks/pg-1.qcow2,format=qcow2,if=none,id=disk0,cache=none,aio=native -device virtio-blk-pci,drive=disk0")
+	require.Equal(t, KernelArgs+" vertigo.ip=10.77.0.5/24 vertigo.gw=10.77.0.1", args[slices.Index(args, "-append")+1])
+
+	s.Gateway = ""
+	m = machineFor(s, Machine{})
+	require.Equal(t, KernelArgs+" vertigo.ip=10.77.0.5/24", m.kernelArgs())
+}
+
+func nicSpec() Spec {
+	s := spec()
+	s.Tap, s.MAC, s.NetNS, s.IPCIDR, s.Gateway = "tap-pg-1", "52:54:00:12:34:56", "vertigo-node-a", "10.77.0.5/24", "10.77.0.1"
+	return s
 }
 
 func TestSpecValidationNamesTheField(t *testing.T) {
@@ -149,6 +171,7 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 		"size cpu":  {func(s *Spec) { s.Size.VCPUMilli = 5000 }, "spec.size.vcpu_milli: 5000 is outside the bounds 500..4000"},
 		"size mem":  {func(s *Spec) { s.Size.MemoryBytes = 1 }, "spec.size.memory_bytes: 1 is outside the bounds"},
 		"tap":       {func(s *Spec) { s.Tap = "tap0" }, "spec.mac: tap and mac go together"},
+		"image":     {func(s *Spec) { s.Image = "../pg" }, "spec.image:"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := spec()
@@ -159,6 +182,38 @@ func TestSpecValidationNamesTheField(t *testing.T) {
 		})
 	}
 	require.NoError(t, spec().Validate())
+}
+
+func TestNICValidationNamesTheField(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mutate func(*Spec)
+		want   string
+	}{
+		"mac without tap":     {func(s *Spec) { s.Tap = "" }, "spec.mac: tap and mac go together"},
+		"address without tap": {func(s *Spec) { s.Tap, s.MAC = "", "" }, "needs spec.tap"},
+		"long tap":            {func(s *Spec) { s.Tap = "tap-0123456789ab" }, "spec.tap: \"tap-0123456789ab\" is not an interface name"},
+		"tap with slash":      {func(s *Spec) { s.Tap = "a/b" }, "spec.tap:"},
+		"netns path":          {func(s *Spec) { s.NetNS = "../ns" }, "spec.netns: \"../ns\" is not a network namespace name"},
+		"mac syntax":          {func(s *Spec) { s.MAC = "52:54:00:12:34:56,id=x" }, "spec.mac: want six colon-separated hex bytes"},
+		"mac dashes":          {func(s *Spec) { s.MAC = "52-54-00-12-34-56" }, "spec.mac: want six colon-separated hex bytes"},
+		"multicast mac":       {func(s *Spec) { s.MAC = "01:00:5e:00:00:01" }, "spec.mac: 01:00:5e:00:00:01 is a multicast address"},
+		"address syntax":      {func(s *Spec) { s.IPCIDR = "10.77.0.5" }, "spec.ip_cidr: want an address with its prefix length"},
+		"gateway syntax":      {func(s *Spec) { s.Gateway = "gw" }, "spec.gateway: want an address"},
+		"gateway family":      {func(s *Spec) { s.Gateway = "fd00::1" }, "spec.gateway: fd00::1 is not of the family of spec.ip_cidr"},
+		"gateway alone":       {func(s *Spec) { s.IPCIDR = "" }, "spec.gateway: \"10.77.0.1\" needs spec.ip_cidr"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := nicSpec()
+			tc.mutate(&s)
+			err := s.Validate()
+			require.ErrorIs(t, err, ErrInvalid)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	require.NoError(t, nicSpec().Validate())
+	s := nicSpec()
+	s.NetNS, s.IPCIDR, s.Gateway = "", "", ""
+	require.NoError(t, s.Validate(), "a NIC in the plugin's namespace, configured by the guest itself")
 }
 
 func TestSurvivorPrefersARunningRecordedQEMU(t *testing.T) {

@@ -25,8 +25,16 @@ type Spec struct {
 	Node   string `json:"node"`
 	Size   Size   `json:"size"`
 	Bounds Bounds `json:"bounds"`
-	Tap    string `json:"tap,omitempty"`
-	MAC    string `json:"mac,omitempty"`
+	// The NIC: a persistent tap in network namespace NetNS ("" is the
+	// plugin's own), the guest's MAC, and its address configured at boot.
+	Tap     string `json:"tap,omitempty"`
+	MAC     string `json:"mac,omitempty"`
+	NetNS   string `json:"netns,omitempty"`
+	IPCIDR  string `json:"ip_cidr,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// Image names a guest image under the images directory; "" is the
+	// default image.
+	Image string `json:"image,omitempty"`
 }
 
 // namePattern keeps names usable as directory, QEMU -name and cgroup names.
@@ -68,8 +76,13 @@ func (s Spec) Validate() error {
 	case b.Max.VCPUMilli > maxVCPUs*1000:
 		return invalid("spec.bounds.max.vcpu_milli: %d is more than the %d vCPUs a q35 machine takes here", b.Max.VCPUMilli, maxVCPUs)
 	}
-	if (s.Tap == "") != (s.MAC == "") {
-		return invalid("spec.mac: tap and mac go together (tap %q, mac %q)", s.Tap, s.MAC)
+	if err := s.validateNIC(); err != nil {
+		return err
+	}
+	if s.Image != "" {
+		if err := ValidateName("spec.image", s.Image); err != nil {
+			return err
+		}
 	}
 	return s.Bounds.check("spec.size", s.Size)
 }

@@ -5,10 +5,18 @@ import (
 	"time"
 )
 
-// Stop shuts the VM down: the guest gets grace to power off, then QEMU is
-// told to quit, then killed. Its directory keeps serial.log only. Stopping
-// a stopped VM does nothing.
+// Stop stops the VM for good: Halt, then its disk is deleted.
 func (v *VM) Stop(ctx context.Context, grace time.Duration) error {
+	if err := v.Halt(ctx, grace); err != nil {
+		return err
+	}
+	return RemoveDisk(v.env.RunDir, v.name)
+}
+
+// Halt shuts the VM down and keeps its disk, for a restart: the guest gets
+// grace to power off, then QEMU is told to quit, then killed. Its directory
+// keeps serial.log only. Halting a stopped VM does nothing.
+func (v *VM) Halt(ctx context.Context, grace time.Duration) error {
 	// A migration would hold the VM until it ends; a stop ends it sooner.
 	v.CancelMigration()
 	v.ops.Lock()

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -76,23 +77,56 @@ func (v *VM) Start(ctx context.Context, spec Spec) error {
 	v.ops.Lock()
 	defer v.ops.Unlock()
 	started := time.Now()
-	m := machineFor(spec, v.env.Base)
-	inst, err := launch(ctx, v.env, Record{Spec: spec, Machine: m, Created: started.UTC()}, Devices{Requested: m.Requested, Size: spec.Size})
+	inst, err := v.boot(ctx, spec)
 	if err != nil {
-		v.setFailed(nil, err.Error())
-		return err
-	}
-	wait, cancel := context.WithTimeout(ctx, v.env.AgentTimeout)
-	defer cancel()
-	if _, err := inst.agent.Wait(wait, func(s agentconn.State) bool { return s.Hellos > 0 }); err != nil {
-		err = fmt.Errorf("the guest agent of %s did not say hello within %v (%v); %s", spec.Name, v.env.AgentTimeout, err, serialTail(inst.dir))
-		inst.destroy(v.env)
 		v.setFailed(nil, err.Error())
 		return err
 	}
 	inst.log.Info("VM started", "ms", time.Since(started).Milliseconds(), "pid", inst.handle.PID)
 	v.adopt(inst)
 	return nil
+}
+
+// boot starts spec's QEMU with its image, disk and NIC and waits for the
+// guest agent. A disk it had to create goes again when the boot fails.
+func (v *VM) boot(ctx context.Context, spec Spec) (_ *instance, err error) {
+	img, err := v.env.image(spec.Image)
+	if err != nil {
+		return nil, err
+	}
+	base := v.env.Base
+	base.Kernel, base.Initrd = img.Kernel, img.Initrd
+	m := machineFor(spec, base)
+	var created bool
+	if m.Disk, created, err = v.env.ensureDisk(ctx, spec.Name, img.Rootfs); err != nil {
+		return nil, err
+	}
+	if created {
+		defer func() {
+			if err != nil {
+				_ = RemoveDisk(v.env.RunDir, spec.Name)
+			}
+		}()
+	}
+	var tap *os.File
+	if spec.Tap != "" {
+		if tap, err = openTap(spec.NetNS, spec.Tap); err != nil {
+			return nil, invalid("spec.tap: %v", err)
+		}
+		defer tap.Close()
+	}
+	inst, err := launch(ctx, v.env, Record{Spec: spec, Machine: m, Created: time.Now().UTC()}, Devices{Requested: m.Requested, Size: spec.Size}, tap)
+	if err != nil {
+		return nil, err
+	}
+	wait, cancel := context.WithTimeout(ctx, v.env.AgentTimeout)
+	defer cancel()
+	if _, err := inst.agent.Wait(wait, func(s agentconn.State) bool { return s.Hellos > 0 }); err != nil {
+		err = fmt.Errorf("the guest agent of %s did not say hello within %v (%v); %s", spec.Name, v.env.AgentTimeout, err, serialTail(inst.dir))
+		inst.destroy(v.env)
+		return nil, err
+	}
+	return inst, nil
 }
 
 // adopt makes inst the VM's running QEMU and watches it.

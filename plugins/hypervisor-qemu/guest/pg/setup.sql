@@ -1,0 +1,2 @@
+CREATE ROLE vertigo LOGIN PASSWORD 'vertigo'
+CREATE DATABASE vertigo OWNER vertigo

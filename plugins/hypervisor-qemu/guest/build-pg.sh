@@ -3,7 +3,7 @@
 #   OUTDIR/vmlinux            the normal guest's kernel (build.sh)
 #   OUTDIR/initramfs.cpio.gz  the normal guest's initramfs, plus pg/rc as
 #                             /etc/vertigo/rc (a second archive appended)
-#   OUTDIR/rootfs.img         raw ext4: Debian bookworm minbase with
+#   OUTDIR/rootfs.img         a link to rootfs-KEY.img, raw ext4: Debian bookworm minbase with
 #                             PostgreSQL 15, configured from pg/
 # The root file system takes a minute to build; it is cached under
 # ~/.cache/vertigo/postgres/ by a hash of its inputs and rebuilt only when
@@ -122,11 +122,19 @@ if [[ ! -f $img ]]; then
 	find "$cache" -maxdepth 1 -name 'rootfs-*.img' ! -name "rootfs-$key.img" -delete
 fi
 
-if [[ $(cat "$out/.rootfs.key" 2>/dev/null) != "$key" || ! -f $out/rootfs.img ]]; then
+# Each build stays under its own name, and rootfs.img links to the newest:
+# a VM's disk is an overlay of the build it was made over, which must never
+# change under it. Old builds go with `make clean` (and the VMs' disks).
+if [[ ! -f $out/rootfs-$key.img ]]; then
 	cp --sparse=always "$img" "$out/.rootfs.img.tmp"
-	mv "$out/.rootfs.img.tmp" "$out/rootfs.img"
-	echo "$key" >"$out/.rootfs.key"
+	mv "$out/.rootfs.img.tmp" "$out/rootfs-$key.img"
 fi
+if [[ $(readlink "$out/rootfs.img" 2>/dev/null) != "rootfs-$key.img" ]]; then
+	[[ -L $out/rootfs.img || ! -e $out/rootfs.img ]] || rm -f "$out/rootfs.img" # a file from before builds were kept
+	ln -sfn "rootfs-$key.img" "$out/.rootfs.img.link"
+	mv -T "$out/.rootfs.img.link" "$out/rootfs.img"
+fi
+rm -f "$out/.rootfs.key"
 
 # The initramfs is the base one with a second archive appended: the kernel
 # unpacks concatenated archives in order, adding /etc/vertigo/rc.

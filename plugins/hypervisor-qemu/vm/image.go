@@ -36,8 +36,10 @@ func (e *Env) image(name string) (Image, error) {
 			return img, invalid("spec.image: no image %q: %v", name, err)
 		}
 	}
-	rootfs := filepath.Join(dir, imageRootfs)
-	switch _, err := os.Stat(rootfs); {
+	// rootfs.img may link to a build of the root (build-pg.sh keeps every
+	// build a disk may overlay): a disk records the build it was made over,
+	// never the name a rebuild repoints.
+	switch rootfs, err := filepath.EvalSymlinks(filepath.Join(dir, imageRootfs)); {
 	case err == nil:
 		img.Rootfs = rootfs
 	case !errors.Is(err, os.ErrNotExist):
@@ -62,6 +64,10 @@ func (e *Env) ensureDisk(ctx context.Context, name, rootfs string) (path string,
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return "", false, err
+	case backing != rootfs && filepath.Dir(backing) == filepath.Dir(rootfs) && rootfs != "":
+		// An earlier build of the same image: the disk holds the VM's
+		// data, so it stays over the build it was made on.
+		return path, false, nil
 	case backing != rootfs:
 		return "", false, invalid("spec.image: %s already has a disk %s over %q, not over this image's %q: stop the VM (which deletes its disk) before changing its image", name, path, backing, rootfs)
 	default:

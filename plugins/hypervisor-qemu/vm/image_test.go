@@ -94,3 +94,42 @@ func TestADiskIsCreatedOnceOverItsImageAndRemoved(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "no temporary file left")
 }
+
+// A rebuilt image repoints rootfs.img: a disk made over the earlier build
+// keeps overlaying that build, whose blocks its data depends on, and a new
+// VM gets the new build.
+func TestARebuiltImageLeavesExistingDisksOverTheirBuild(t *testing.T) {
+	dir := imagesDir(t)
+	env := &Env{ImagesDir: dir, RunDir: t.TempDir(), QEMUImg: "qemu-img"}
+	ctx := context.Background()
+	image := filepath.Join(dir, "guest-disk")
+	link := filepath.Join(image, imageRootfs)
+	build := func(key string) {
+		require.NoError(t, os.WriteFile(filepath.Join(image, "rootfs-"+key+".img"), make([]byte, 1<<20), 0o644))
+		require.NoError(t, os.Remove(link))
+		require.NoError(t, os.Symlink("rootfs-"+key+".img", link))
+	}
+	build("one")
+	img, err := env.image("disk")
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(image, "rootfs-one.img"), img.Rootfs, "the build, not the link")
+	old, _, err := env.ensureDisk(ctx, "pg-1", img.Rootfs)
+	require.NoError(t, err)
+
+	build("two")
+	img, err = env.image("disk")
+	require.NoError(t, err)
+	again, created, err := env.ensureDisk(ctx, "pg-1", img.Rootfs)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, old, again)
+	backing, err := env.backingFile(ctx, again)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(image, "rootfs-one.img"), backing)
+
+	fresh, _, err := env.ensureDisk(ctx, "pg-2", img.Rootfs)
+	require.NoError(t, err)
+	backing, err = env.backingFile(ctx, fresh)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(image, "rootfs-two.img"), backing)
+}

@@ -18,8 +18,9 @@ import (
 // all mean the same thing.
 func configSchema() *pb.ConfigSchema {
 	d := policy.DefaultConfig()
+	modes := []string{string(policy.ModeDefault), string(policy.ModeNeon), string(policy.ModePercentile), string(policy.ModePeak)}
 	return schema.Of(
-		schema.String("mode", string(d.Mode), "default: vCPUs and memory scale independently, with stabilization; neon: Neon's compute-unit formulas, the baseline", string(policy.ModeDefault), string(policy.ModeNeon)),
+		schema.String("mode", string(d.Mode), "default: vCPUs and memory scale independently, with stabilization; neon: Neon's compute-unit formulas, the baseline; percentile: VPA-style usage percentiles; peak: sized for the highest need seen, never shrinks", modes...),
 		schema.Number("cpu_target_load", d.CPUTargetLoad, "load1 per vCPU the CPU goal aims at, in (0,1]"),
 		schema.Number("memory_target_usage", d.MemoryTargetUsage, "fraction of memory that used memory plus memory_headroom may fill, in (0,1]"),
 		schema.Bytes("memory_headroom", d.MemoryHeadroom, "added to used memory before memory_target_usage applies"),
@@ -39,6 +40,13 @@ func configSchema() *pb.ConfigSchema {
 		schema.Duration("refusal_backoff", d.RefusalBackoff, "default mode: wait after a refused downscale, doubled per consecutive refusal"),
 		schema.Duration("refusal_backoff_max", d.RefusalBackoffMax, "default mode: the longest refusal back-off"),
 		schema.Number("max_refusals", float64(d.MaxRefusals), "default mode: consecutive refusals after which a one-unit downscale is forced"),
+		schema.Number("db_cpu_per_active_connection", d.DBCPUPerActiveConnection, "default mode: vCPUs the goal keeps per database connection running a statement, in [0,4]; 0 ignores connections"),
+		schema.Duration("db_active_window", d.DBActiveWindow, "default mode: active connections are averaged over the samples this long before the latest"),
+		schema.Bytes("db_memory_headroom", d.DBMemoryHeadroom, "default mode: memory the goal keeps beyond the database's working set"),
+		schema.Number("percentile_target", d.PercentileTarget, "percentile mode: the usage percentile the size aims at, in (0,1]"),
+		schema.Number("percentile_margin", d.PercentileMargin, "percentile mode: safety margin added to the percentiles (>= 0)"),
+		schema.Duration("percentile_half_life", d.PercentileHalfLife, "percentile mode: a sample's weight halves every this long"),
+		schema.Duration("percentile_memory_peak_interval", d.PercentileMemoryPeakInterval, "percentile mode: memory is sized for the peaks of intervals this long"),
 	)
 }
 
@@ -75,6 +83,13 @@ type wireConfig struct {
 	RefusalBackoff                time.Duration `json:"refusal_backoff"`
 	RefusalBackoffMax             time.Duration `json:"refusal_backoff_max"`
 	MaxRefusals                   float64       `json:"max_refusals"`
+	DBCPUPerActiveConnection      float64       `json:"db_cpu_per_active_connection"`
+	DBActiveWindow                time.Duration `json:"db_active_window"`
+	DBMemoryHeadroom              uint64        `json:"db_memory_headroom"`
+	PercentileTarget              float64       `json:"percentile_target"`
+	PercentileMargin              float64       `json:"percentile_margin"`
+	PercentileHalfLife            time.Duration `json:"percentile_half_life"`
+	PercentileMemoryPeakInterval  time.Duration `json:"percentile_memory_peak_interval"`
 }
 
 // decodeConfig turns SetConfig's JSON into a valid policy configuration, or
@@ -116,7 +131,11 @@ func (w wireConfig) policy() (policy.Config, error) {
 		check(v >= 1 && v <= limit && v == math.Trunc(v), field, "must be a whole number in [1,%g], got %g", limit, v)
 	}
 
-	check(w.Mode == string(policy.ModeDefault) || w.Mode == string(policy.ModeNeon), "mode", `must be "default" or "neon", got %q`, w.Mode)
+	switch policy.Mode(w.Mode) {
+	case policy.ModeDefault, policy.ModeNeon, policy.ModePercentile, policy.ModePeak:
+	default:
+		check(false, "mode", `must be "default", "neon", "percentile" or "peak", got %q`, w.Mode)
+	}
 	fraction("cpu_target_load", w.CPUTargetLoad)
 	fraction("memory_target_usage", w.MemoryTargetUsage)
 	fraction("cache_target_usage", w.CacheTargetUsage)
@@ -135,6 +154,12 @@ func (w wireConfig) policy() (policy.Config, error) {
 	nonNegative("refusal_backoff", w.RefusalBackoff)
 	check(w.RefusalBackoffMax >= w.RefusalBackoff, "refusal_backoff_max", "must be at least refusal_backoff (%s), got %s", w.RefusalBackoff, w.RefusalBackoffMax)
 	whole("max_refusals", w.MaxRefusals, math.MaxUint32)
+	check(w.DBCPUPerActiveConnection >= 0 && w.DBCPUPerActiveConnection <= 4, "db_cpu_per_active_connection", "must be in [0,4], got %g", w.DBCPUPerActiveConnection)
+	nonNegative("db_active_window", w.DBActiveWindow)
+	fraction("percentile_target", w.PercentileTarget)
+	check(w.PercentileMargin >= 0, "percentile_margin", "must be >= 0, got %g", w.PercentileMargin)
+	check(w.PercentileHalfLife > 0, "percentile_half_life", "must be > 0, got %s", w.PercentileHalfLife)
+	check(w.PercentileMemoryPeakInterval > 0, "percentile_memory_peak_interval", "must be > 0, got %s", w.PercentileMemoryPeakInterval)
 	if len(errs) > 0 {
 		return policy.Config{}, errs
 	}
@@ -159,5 +184,12 @@ func (w wireConfig) policy() (policy.Config, error) {
 		RefusalBackoff:                w.RefusalBackoff,
 		RefusalBackoffMax:             w.RefusalBackoffMax,
 		MaxRefusals:                   uint32(w.MaxRefusals),
+		DBCPUPerActiveConnection:      w.DBCPUPerActiveConnection,
+		DBActiveWindow:                w.DBActiveWindow,
+		DBMemoryHeadroom:              w.DBMemoryHeadroom,
+		PercentileTarget:              w.PercentileTarget,
+		PercentileMargin:              w.PercentileMargin,
+		PercentileHalfLife:            w.PercentileHalfLife,
+		PercentileMemoryPeakInterval:  w.PercentileMemoryPeakInterval,
 	}, nil
 }

@@ -107,6 +107,8 @@ func windowFrom(m *pb.MetricsWindow) (policy.Window, error) {
 		{"cpu_pressure_avg10", len(m.GetCpuPressureAvg10())}, {"memory_pressure_avg10", len(m.GetMemoryPressureAvg10())},
 		{"memory_used_bytes", len(m.GetMemoryUsedBytes())}, {"memory_cached_bytes", len(m.GetMemoryCachedBytes())},
 		{"online_vcpu_milli", len(m.GetOnlineVcpuMilli())}, {"online_memory_bytes", len(m.GetOnlineMemoryBytes())},
+		{"db_active_connections", len(m.GetDbActiveConnections())}, {"db_connections", len(m.GetDbConnections())},
+		{"db_working_set_bytes", len(m.GetDbWorkingSetBytes())},
 	} {
 		if c.len != 0 && c.len != n {
 			return policy.Window{}, fmt.Errorf("metrics: column %s has %d values, t_unix_nano has %d", c.name, c.len, n)
@@ -139,9 +141,17 @@ func windowFrom(m *pb.MetricsWindow) (policy.Window, error) {
 			return policy.Window{}, fmt.Errorf("metrics.online_vcpu_milli[%d]: must be >= 0, got %d", i, v)
 		}
 	}
+	if conns := m.GetDbConnections(); len(conns) > 0 {
+		for i, a := range m.GetDbActiveConnections() {
+			if a > conns[i] {
+				return policy.Window{}, fmt.Errorf("metrics.db_active_connections[%d]: %d exceeds db_connections[%d] %d", i, a, i, conns[i])
+			}
+		}
+	}
 	return policy.Window{
 		T: t, Load1: m.GetLoad1(), CPUPressure: m.GetCpuPressureAvg10(),
 		MemoryPressure: m.GetMemoryPressureAvg10(), MemoryUsed: m.GetMemoryUsedBytes(),
+		DBActiveConnections: m.GetDbActiveConnections(), DBWorkingSet: m.GetDbWorkingSetBytes(),
 	}, nil
 }
 

@@ -54,7 +54,7 @@ func (p *plugin) SetConfig(_ context.Context, configJSON []byte, _ uint32) error
 }
 
 func (p *plugin) Capabilities(context.Context) []string {
-	return []string{"scaler.pressure_events", "scaler.cache_working_set", "scaler.mode.neon"}
+	return []string{"scaler.pressure_events", "scaler.cache_working_set", "scaler.mode.neon", "scaler.mode.percentile", "scaler.mode.peak"}
 }
 
 func (p *plugin) Health(context.Context) error {

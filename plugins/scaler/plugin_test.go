@@ -57,7 +57,7 @@ func TestIdentityCapabilitiesAndHealth(t *testing.T) {
 
 	caps, err := c.Capabilities(ctx)
 	require.NoError(t, err)
-	require.Equal(t, map[string]bool{"scaler.pressure_events": true, "scaler.cache_working_set": true, "scaler.mode.neon": true}, caps)
+	require.Equal(t, map[string]bool{"scaler.pressure_events": true, "scaler.cache_working_set": true, "scaler.mode.neon": true, "scaler.mode.percentile": true, "scaler.mode.peak": true}, caps)
 
 	require.ErrorContains(t, c.Healthy(ctx), "not configured")
 	require.NoError(t, c.Configure(ctx, []byte(`{}`), version))
@@ -86,7 +86,7 @@ func TestSetConfigNamesTheFieldsItRejects(t *testing.T) {
 			{Field: "cpu_target_load", Message: "must be in (0,1], got 1.5"},
 			{Field: "memory_target_usage", Message: "must be in (0,1], got -1"},
 		}},
-		{`{"mode": "turbo"}`, sdk.FieldErrors{{Field: "mode", Message: `must be "default" or "neon", got "turbo"`}}},
+		{`{"mode": "turbo"}`, sdk.FieldErrors{{Field: "mode", Message: `must be "default", "neon", "percentile" or "peak", got "turbo"`}}},
 		{`{"downscale_margin": 1}`, sdk.FieldErrors{{Field: "downscale_margin", Message: "must be in [0,1), got 1"}}},
 		{`{"cpu_pressure_threshold": 101}`, sdk.FieldErrors{{Field: "cpu_pressure_threshold", Message: "must be a percentage in [0,100], got 101"}}},
 		{`{"max_downscale_step_units_cpu": 1.5}`, sdk.FieldErrors{{Field: "max_downscale_step_units_cpu", Message: "must be a whole number in [1,1e+06], got 1.5"}}},
@@ -95,6 +95,10 @@ func TestSetConfigNamesTheFieldsItRejects(t *testing.T) {
 		{`{"refusal_backoff": 60000000000, "refusal_backoff_max": 30000000000}`, sdk.FieldErrors{{Field: "refusal_backoff_max", Message: "must be at least refusal_backoff (1m0s), got 30s"}}},
 		{`{"neon_cu_vcpus": 0}`, sdk.FieldErrors{{Field: "neon_cu_vcpus", Message: "must be > 0, got 0"}}},
 		{`{"cache_slope_cut": 0.5}`, sdk.FieldErrors{{Field: "cache_slope_cut", Message: "must be >= 1, got 0.5"}}},
+		{`{"percentile_target": 0, "percentile_half_life": 0}`, sdk.FieldErrors{
+			{Field: "percentile_target", Message: "must be in (0,1], got 0"},
+			{Field: "percentile_half_life", Message: "must be > 0, got 0s"},
+		}},
 		{`{"cpu_target_load": "high"}`, sdk.FieldErrors{{Field: "cpu_target_load", Message: "want a float64, got a JSON string"}}},
 	}
 	for _, tc := range cases {
@@ -178,7 +182,7 @@ func TestDecideRejectsMalformedInputNamingTheField(t *testing.T) {
 
 func TestDecideOverGRPCMatchesThePolicy(t *testing.T) {
 	ctx := context.Background()
-	for _, mode := range []policy.Mode{policy.ModeDefault, policy.ModeNeon} {
+	for _, mode := range []policy.Mode{policy.ModeDefault, policy.ModeNeon, policy.ModePercentile, policy.ModePeak} {
 		c := sdktest.Connect(t, newPlugin())
 		require.NoError(t, c.Configure(ctx, fmt.Appendf(nil, `{"mode": %q}`, mode), 1))
 		cfg := policy.DefaultConfig()

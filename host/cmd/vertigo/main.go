@@ -34,6 +34,8 @@ commands:
                                         run the SDK's conformance suite against a plugin binary
   bench plugin-call|placement|idle|react|migrate
                                         measure; the last line is key=value figures
+  simulate --trace FILE [flags]         replay a utilisation trace through the real scaler and
+                                        placement plugins, comparing four policies (--help)
 `
 
 func main() {
@@ -64,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPlugin(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		err = cmdSimulate(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

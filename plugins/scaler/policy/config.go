@@ -11,6 +11,12 @@ const (
 	ModeDefault Mode = "default"
 	// ModeNeon reproduces Neon's autoscaler-agent formulas: the baseline.
 	ModeNeon Mode = "neon"
+	// ModePercentile is a VPA-style recommender: a percentile of a decaying
+	// usage histogram, applied when the size leaves a range (percentile.go).
+	ModePercentile Mode = "percentile"
+	// ModePeak sizes for the highest need seen and never shrinks: static
+	// provisioning for the peak (peak.go).
+	ModePeak Mode = "peak"
 )
 
 // Config parameterises both modes. Decide assumes it is valid (the plugin
@@ -42,6 +48,16 @@ type Config struct {
 	RefusalBackoff                time.Duration
 	RefusalBackoffMax             time.Duration
 	MaxRefusals                   uint32
+	// Default mode, from the database's signals.
+	DBCPUPerActiveConnection float64 // vCPUs per connection running a statement
+	DBActiveWindow           time.Duration
+	DBMemoryHeadroom         uint64 // bytes added to the database's working set
+
+	// Percentile mode.
+	PercentileTarget             float64 // percentile of usage the size aims at, in (0,1]
+	PercentileMargin             float64 // safety margin added to the percentiles
+	PercentileHalfLife           time.Duration
+	PercentileMemoryPeakInterval time.Duration
 }
 
 // DefaultConfig is the configuration of an empty `config {}` block.
@@ -71,5 +87,20 @@ func DefaultConfig() Config {
 		RefusalBackoff:              30 * time.Second,
 		RefusalBackoffMax:           10 * time.Minute,
 		MaxRefusals:                 3,
+		// Half a vCPU per running statement: under TCG, 4 pgbench clients
+		// doubled their TPS from 1 to 2 vCPUs. The window spans a few
+		// samples, so that one snapshot of the process table does not
+		// decide alone.
+		DBCPUPerActiveConnection: 0.5,
+		DBActiveWindow:           15 * time.Second,
+		// Backends' private memory (work_mem) and the kernel's, beside the
+		// working set.
+		DBMemoryHeadroom: 256 << 20,
+
+		// VPA's recommender defaults.
+		PercentileTarget:             0.9,
+		PercentileMargin:             0.15,
+		PercentileHalfLife:           24 * time.Hour,
+		PercentileMemoryPeakInterval: 24 * time.Hour,
 	}
 }

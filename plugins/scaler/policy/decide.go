@@ -10,8 +10,13 @@ import (
 // arguments.
 func Decide(cfg Config, in Input) Output {
 	in.State = in.State.notAfter(unixNano(in.Now))
-	if cfg.Mode == ModeNeon {
+	switch cfg.Mode {
+	case ModeNeon:
 		return decideNeon(cfg, in)
+	case ModePercentile:
+		return decidePercentile(cfg, in)
+	case ModePeak:
+		return decidePeak(cfg, in)
 	}
 	return decideDefault(cfg, in)
 }

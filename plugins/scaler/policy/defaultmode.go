@@ -42,6 +42,7 @@ func cpuWant(cfg Config, in Input, d dim, events []Event) want {
 		need := sig / cfg.CPUTargetLoad * 1000
 		w = want{base: need, ok: true, why: fmt.Sprintf("%s %.2f/%.2f -> %s vCPU", name, sig, cfg.CPUTargetLoad, formatVCPU(need))}
 	}
+	w = w.atLeast(dbCPUWant(cfg, in.Metrics))
 	psi, _ := last(in.Metrics.CPUPressure)
 	return w.pressed(d, psi, cfg.CPUPressureThreshold, hasEvent(events, EventCPUPressure))
 }
@@ -64,6 +65,7 @@ func memWant(cfg Config, in Input, d dim, events []Event) want {
 			w = want{base: need, ok: true, why: fmt.Sprintf("cache working set %s/%.2f -> %s", formatBytes(ws), cfg.CacheTargetUsage, formatBytes(need))}
 		}
 	}
+	w = w.atLeast(dbMemoryWant(cfg, in.Metrics))
 	psi, _ := last(in.Metrics.MemoryPressure)
 	return w.pressed(d, psi, cfg.MemoryPressureThreshold, hasEvent(events, EventMemoryPressure))
 }

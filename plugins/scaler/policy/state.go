@@ -15,6 +15,9 @@ type State struct {
 	// EventsSeen is the time of the newest pressure event acted on: a host
 	// that hands an event over twice must not get two upscales for it.
 	EventsSeen int64 `json:"e,omitempty"`
+	// Usage and Peak are the percentile and peak modes' history.
+	Usage *Usage `json:"u,omitempty"`
+	Peak  *Peak  `json:"p,omitempty"`
 }
 
 // DimState is one dimension's downscale bookkeeping.

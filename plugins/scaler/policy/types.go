@@ -27,6 +27,11 @@ type Window struct {
 	CPUPressure    []float64
 	MemoryPressure []float64
 	MemoryUsed     []uint64
+	// What only the database knows (empty without one): client connections
+	// running a statement, and the bytes of shared buffers and page cache it
+	// touched lately.
+	DBActiveConnections []uint32
+	DBWorkingSet        []uint64
 }
 
 // CacheWindow is the working set a cache touched within the last Seconds.

@@ -1,0 +1,150 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vertigo-autoscaler/vertigo/host/control"
+	"github.com/vertigo-autoscaler/vertigo/host/model"
+	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+)
+
+// epoch is the simulated time of the trace's second 0: the plugins need
+// times after 1970, and a fixed one keeps replays identical.
+var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// fleet is the simulated world one policy's control loop runs against: it
+// is the loop's clock, its guests (metrics from the trace) and its
+// hypervisor and migrator (a resize or a move takes effect at once, and a
+// guest always consents). It is not a hypervisor plugin: nothing but the
+// simulator can drive it.
+type fleet struct {
+	grid   *Grid
+	window int
+	index  map[string]int
+
+	mu   sync.Mutex
+	step int
+	// size is what each VM has now; inForce[k] is what it had during step
+	// k, the size the step's demand is measured against.
+	size    []model.Size
+	inForce [][]model.Size
+
+	migrations, denied, partial atomic.Int64
+}
+
+func newFleet(g *Grid, window int, initial []model.Size) *fleet {
+	f := &fleet{grid: g, window: window, index: map[string]int{}, size: initial, inForce: make([][]model.Size, len(g.VMs))}
+	for i, s := range g.VMs {
+		f.index[s.ID] = i
+		f.inForce[i] = make([]model.Size, g.Steps)
+	}
+	return f
+}
+
+// begin starts step k: the sizes decided at the end of step k-1 are those
+// its demand meets.
+func (f *fleet) begin(k int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.step = k
+	for i := range f.size {
+		f.inForce[i][k] = f.size[i]
+	}
+}
+
+func (f *fleet) at(k int) time.Time {
+	return epoch.Add(time.Duration(f.grid.Origin)*time.Second + time.Duration(k)*f.grid.Step)
+}
+
+// Now is the end of the current step: the loop decides then.
+func (f *fleet) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at(f.step)
+}
+
+// Window is what the VM's guest would have reported over the last window
+// steps: load1 is the cores it demanded (a runnable task counts in load1
+// whether or not it gets a CPU); CPU PSI "some" is the share of that demand
+// the vCPUs in force could not run, 100*(demand-vCPUs)/demand; used memory
+// is the demand up to the memory in force, and memory PSI the share beyond
+// it, likewise. A VM the trace does not cover at this step reports nothing.
+func (f *fleet) Window(vm string) (*pb.MetricsWindow, []*pb.GuestEvent, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, ok := f.index[vm]
+	if !ok || !f.grid.VMs[i].Present[f.step] {
+		return nil, nil, false
+	}
+	s := &f.grid.VMs[i]
+	from := max(0, f.step-f.window+1)
+	n := f.step - from + 1
+	w := &pb.MetricsWindow{TUnixNano: make([]int64, 0, n), Load1: make([]float64, 0, n), CpuPressureAvg10: make([]float64, 0, n)}
+	if s.Mem != nil {
+		w.MemoryUsedBytes, w.MemoryPressureAvg10 = make([]uint64, 0, n), make([]float64, 0, n)
+	}
+	for k := from; k <= f.step; k++ {
+		if !s.Present[k] {
+			continue
+		}
+		alloc := f.inForce[i][k]
+		w.TUnixNano = append(w.TUnixNano, f.at(k).UnixNano())
+		w.Load1 = append(w.Load1, s.CPU[k])
+		w.CpuPressureAvg10 = append(w.CpuPressureAvg10, stalled(s.CPU[k], float64(alloc.VCPUMilli)/1000))
+		if s.Mem != nil {
+			w.MemoryUsedBytes = append(w.MemoryUsedBytes, min(s.Mem[k], alloc.MemoryBytes))
+			w.MemoryPressureAvg10 = append(w.MemoryPressureAvg10, stalled(float64(s.Mem[k]), float64(alloc.MemoryBytes)))
+		}
+	}
+	return w, nil, true
+}
+
+// stalled is the percentage of demand beyond capacity.
+func stalled(demand, capacity float64) float64 {
+	if demand <= capacity {
+		return 0
+	}
+	return 100 * (demand - capacity) / demand
+}
+
+// Resize applies at once; the guest always consents.
+func (f *fleet) Resize(_ context.Context, vm string, target model.Size, _ bool, _ time.Duration) (control.Resized, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, ok := f.index[vm]
+	if !ok {
+		return control.Resized{}, fmt.Errorf("no simulated VM %q", vm)
+	}
+	f.size[i] = target
+	return control.Resized{Actual: target}, nil
+}
+
+// Migrate completes at once: the simulator counts moves, it does not model
+// their duration or their cost.
+func (f *fleet) Migrate(context.Context, string, string, func(*pb.MigrationProgress)) ([]byte, error) {
+	f.migrations.Add(1)
+	return nil, nil
+}
+
+// Decision, Grant and Denial make the fleet the loop's Recorder.
+func (f *fleet) Decision(string) {}
+
+func (f *fleet) Grant(result string) {
+	if result == "partial" {
+		f.partial.Add(1)
+	}
+}
+
+func (f *fleet) Denial() { f.denied.Add(1) }
+
+var (
+	_ control.Clock      = (*fleet)(nil)
+	_ control.Guests     = (*fleet)(nil)
+	_ control.Hypervisor = (*fleet)(nil)
+	_ control.Migrator   = (*fleet)(nil)
+	_ control.Recorder   = (*fleet)(nil)
+)

@@ -26,7 +26,8 @@ const usage = "usage: vertigo bench plugin-call [-n 5000] [-bin bin]\n" +
 	"       vertigo bench placement [-nodes 1000] [-vms 20000] [-asks 20000] [-bin bin]\n" +
 	"       vertigo bench idle [-vms 100] [-for 20s] [-bin bin]\n" +
 	"       vertigo bench react [-runs 5] [-bin bin] [-guest build/guest]\n" +
-	"       vertigo bench migrate [-mem 1GiB] [-runs 3] [-bin bin] [-guest build/guest]"
+	"       vertigo bench migrate [-mem 1GiB] [-runs 3] [-bin bin] [-guest build/guest]\n" +
+	"       vertigo bench migrate-net [-runs 3] [-bin bin] [-guest build/guest]"
 
 // Main runs `vertigo bench ARGS...`: args[0] is the benchmark name, the rest
 // its flags. It prints progress and figures to stdout; the last line is
@@ -42,6 +43,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"idle":        idle,
 		"react":       react,
 		"migrate":     migrate,
+		"migrate-net": migrateNet,
 	}[args[0]]
 	if !ok {
 		return usageError(fmt.Sprintf("unknown benchmark %q", args[0]))

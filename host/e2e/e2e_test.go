@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vertigo-autoscaler/vertigo/host/api"
+	"github.com/vertigo-autoscaler/vertigo/host/echoprobe"
 	"github.com/vertigo-autoscaler/vertigo/host/model"
 )
 
@@ -40,6 +42,7 @@ func TestMain(m *testing.M) {
 	for name, pkg := range map[string]string{
 		"vertigo": "./host/cmd/vertigo", "vertigo-scaler": "./plugins/scaler",
 		"vertigo-placement": "./plugins/placement", "vertigo-qemu": "./plugins/hypervisor-qemu",
+		"vertigo-bridge": "./plugins/network-bridge",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
@@ -141,9 +144,21 @@ func waitFor(t *testing.T, c *api.Client, within time.Duration, what string, con
 	return st
 }
 
-const config = `state_dir = "state"
+// fleet is the config of a test's fleet: two nodes on this machine joined by
+// the overlay, the built plugins, and vms (HCL vm blocks).
+func fleet(t *testing.T, dir, prefix, vms string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "config.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(fleetConfig,
+		filepath.Join(bin, "vertigo-scaler"), filepath.Join(bin, "vertigo-placement"), filepath.Join(bin, "vertigo-qemu"),
+		filepath.Join(guest, "vmlinux"), filepath.Join(guest, "initramfs.cpio.gz"), filepath.Dir(guest),
+		filepath.Join(bin, "vertigo-bridge"), prefix)+vms), 0o600))
+	return cfg
+}
+
+const fleetConfig = `state_dir = "state"
 api {
-  address = %q
+  address = "127.0.0.1:0"
 }
 loop {
   interval        = "1s"
@@ -166,9 +181,22 @@ plugin "vertigo-qemu" {
   kind = "hypervisor"
   path = %q
   config {
-    run_dir = "qemu"
-    kernel  = %q
-    initrd  = %q
+    run_dir    = "qemu"
+    kernel     = %q
+    initrd     = %q
+    images_dir = %q
+  }
+}
+plugin "vertigo-bridge" {
+  kind = "network"
+  path = %q
+  config {
+    state_dir        = "net"
+    netns_prefix     = %q
+    client_namespace = "client"
+    subnet           = "10.78.0.0/24"
+    underlay_subnet  = "10.253.0.0/24"
+    vni              = 78
   }
 }
 node "node-a" {
@@ -179,6 +207,9 @@ node "node-b" {
   vcpus  = 4
   memory = "4GiB"
 }
+`
+
+const echoVM = `
 vm "pg-1" {
   node        = "node-a"
   min_vcpus   = 1
@@ -190,17 +221,29 @@ vm "pg-1" {
 }
 `
 
+// testPrefix names what a test's network plugin makes in the kernel, so
+// that the test can remove it.
+func testPrefix(t *testing.T) string {
+	prefix := fmt.Sprintf("vte%d-", os.Getpid()%10000)
+	t.Cleanup(func() { deleteNamespaces(t, prefix) })
+	return prefix
+}
+
+// echoPort is the guest agent's TCP echo service.
+const echoPort = "7"
+
 // The product's promise on one machine: a VM grows under load and shrinks
-// after, moves to another node while it keeps running, and survives a
-// SIGKILL of the host, which finds it again.
+// after, moves to another node and back while it keeps running, and
+// survives a SIGKILL of the host, which finds it again. All the while a
+// client in its own namespace holds one TCP connection to it across the
+// overlay, and not a byte is lost, repeated or reset.
 func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 	requireRealParts(t)
+	prefix := testPrefix(t)
+	client := prefix + "client"
 	dir := t.TempDir()
 	t.Cleanup(func() { killQEMUs(t, filepath.Join(dir, "qemu")) })
-	cfg := filepath.Join(dir, "config.hcl")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(config, "127.0.0.1:0",
-		filepath.Join(bin, "vertigo-scaler"), filepath.Join(bin, "vertigo-placement"), filepath.Join(bin, "vertigo-qemu"),
-		filepath.Join(guest, "vmlinux"), filepath.Join(guest, "initramfs.cpio.gz"))), 0o600))
+	cfg := fleet(t, dir, prefix, echoVM)
 
 	h := startHost(t, dir, cfg)
 	ctx := context.Background()
@@ -209,6 +252,23 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 		return vmOf(s, "pg-1").Phase == model.PhaseRunning && ok
 	})
 	require.Equal(t, int64(1000), vmOf(st, "pg-1").Size.VCPUMilli)
+	addr := vmOf(st, "pg-1").Address
+	require.NotEmpty(t, addr, "the VM has an address from the network plugin")
+	ip, _, err := net.ParseCIDR(addr)
+	require.NoError(t, err)
+
+	var conn net.Conn
+	require.Eventually(t, func() bool {
+		conn, err = echoprobe.Dial(ctx, client, "tcp", net.JoinHostPort(ip.String(), echoPort))
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond, "the guest's echo service never answered from %s: %v", client, err)
+	stream := echoprobe.NewStream(conn, 256, 20*time.Millisecond)
+	streamOK := func(when string) {
+		t.Helper()
+		r := stream.Snapshot()
+		require.NoError(t, r.Err, "the client's TCP stream broke %s", when)
+		t.Logf("stream %s: %d bytes echoed, longest stall in this phase %s", when, r.Received, stream.TakeStall())
+	}
 
 	// Grows under load...
 	require.NoError(t, h.client.LoadVM(ctx, "pg-1", api.LoadRequest{CPUWorkers: 3, DurationNs: int64(15 * time.Second)}))
@@ -216,12 +276,14 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 		return vmOf(s, "pg-1").Size.VCPUMilli > 1000 && s.Usage["pg-1"].OnlineVCPUMilli > 1000
 	})
 	t.Logf("grown: %s (%s)", vmOf(st, "pg-1").Size, vmOf(st, "pg-1").LastDecision.Reason)
+	streamOK("after growing")
 
 	// ...and shrinks after.
 	st = waitFor(t, h.client, 120*time.Second, "pg-1 back to 1 vCPU", func(s api.Status) bool {
 		return vmOf(s, "pg-1").Size.VCPUMilli == 1000 && s.Usage["pg-1"].OnlineVCPUMilli == 1000
 	})
 	t.Logf("shrunk: %s (%s)", vmOf(st, "pg-1").Size, vmOf(st, "pg-1").LastDecision.Reason)
+	streamOK("after shrinking")
 
 	// Moves while it runs: its uptime goes on.
 	before := st.Usage["pg-1"].UptimeNanos
@@ -232,6 +294,15 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 		return vmOf(s, "pg-1").Node == "node-b" && s.Usage["pg-1"].UptimeNanos > before
 	})
 	t.Logf("migrated: downtime %s, uptime %s -> %s", time.Duration(last.DowntimeNanos), time.Duration(before), time.Duration(st.Usage["pg-1"].UptimeNanos))
+	require.Equal(t, addr, vmOf(st, "pg-1").Address, "the VM keeps its address on the other node")
+	streamOK("after migrating to node-b")
+	require.NoError(t, h.client.MigrateVM(ctx, "pg-1", "node-a", func(m api.Migration) { last = m }))
+	require.Equal(t, "completed", last.State)
+	st = waitFor(t, h.client, 30*time.Second, "pg-1 back on node-a", func(s api.Status) bool { return vmOf(s, "pg-1").Node == "node-a" })
+	streamOK("after migrating back to node-a")
+	require.NoError(t, h.client.MigrateVM(ctx, "pg-1", "node-b", func(m api.Migration) { last = m }))
+	st = waitFor(t, h.client, 30*time.Second, "pg-1 on node-b again", func(s api.Status) bool { return vmOf(s, "pg-1").Node == "node-b" })
+	streamOK("after migrating to node-b again")
 
 	// SIGKILL of the host: its plugins follow it, the VM does not.
 	handle := vmOf(st, "pg-1").Handle
@@ -257,6 +328,31 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 	vm := vmOf(st2, "pg-1")
 	require.Equal(t, "node-b", vm.Node)
 	require.Equal(t, string(handle), string(vm.Handle), "the same QEMU process, not a new one")
+	require.Equal(t, addr, vm.Address)
+
+	received := stream.Snapshot().Received
+	require.Eventually(t, func() bool { return stream.Snapshot().Received > received+10_000 }, 30*time.Second, 50*time.Millisecond,
+		"the stream goes on after the host's death")
+	r := stream.Stop(30 * time.Second)
+	require.NoError(t, r.Err, "the client's TCP connection lived through it all")
+	t.Logf("TCP stream through resizes, 3 migrations and a host SIGKILL: %d bytes, none lost or repeated, longest stall %s", r.Received, r.LongestStall)
+}
+
+// deleteNamespaces removes the network namespaces the test's network plugin
+// made: like VMs, they outlive the host by design.
+func deleteNamespaces(t *testing.T, prefix string) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Logf("listing namespaces: %v", err)
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			if out, err := exec.Command("ip", "netns", "del", f[0]).CombinedOutput(); err != nil {
+				t.Logf("deleting namespace %s: %v: %s", f[0], err, out)
+			}
+		}
+	}
 }
 
 func alive(pid int) bool {

@@ -95,9 +95,10 @@ type Stream struct {
 	arrivals chan struct{} // a token per arrival, for Stop's drain
 	closing  chan struct{} // the reader's error is Stop closing the conn
 
-	mu   sync.Mutex
-	res  StreamResult
-	last time.Time // last arrival, or when bytes became outstanding
+	mu    sync.Mutex
+	res   StreamResult
+	last  time.Time     // last arrival, or when bytes became outstanding
+	phase time.Duration // the longest stall since the last TakeStall
 }
 
 // NewStream starts writing chunk bytes every interval to conn and reading
@@ -170,6 +171,7 @@ func (s *Stream) readLoop() {
 		if n > 0 {
 			s.mu.Lock()
 			s.res.LongestStall = max(s.res.LongestStall, now.Sub(s.last))
+			s.phase = max(s.phase, now.Sub(s.last))
 			s.last, s.res.Received = now, off
 			s.mu.Unlock()
 			select {
@@ -193,6 +195,16 @@ func (s *Stream) Snapshot() StreamResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.res
+}
+
+// TakeStall is the longest stall since the previous TakeStall, so that each
+// phase of a test (a resize, a migration) gets its own figure.
+func (s *Stream) TakeStall() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.phase
+	s.phase = 0
+	return d
 }
 
 // Stop ends writing, waits up to drain for the outstanding echo, and closes

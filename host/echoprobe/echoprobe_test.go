@@ -77,6 +77,8 @@ func TestStreamMeasuresAStallAndAReset(t *testing.T) {
 	require.NoError(t, err)
 	s := NewStream(c, 100, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return s.Snapshot().Err != nil }, 10*time.Second, time.Millisecond)
+	require.GreaterOrEqual(t, s.TakeStall(), pause)
+	require.Less(t, s.TakeStall(), pause, "taken: the next phase starts afresh")
 	r := s.Stop(time.Second)
 	require.GreaterOrEqual(t, r.LongestStall, pause)
 	require.ErrorContains(t, r.Err, "connection reset")

@@ -209,13 +209,18 @@ func (c *Controller) pass(ctx context.Context, vms []model.VM) error {
 	if err != nil {
 		return err
 	}
-	c.each(ctx, due, func(ctx context.Context, vm model.VM) {
-		g, ok := goals[vm.Name]
-		if !ok {
-			return
+	done := make([]*resizing, len(due))
+	c.each(ctx, len(due), func(ctx context.Context, i int) {
+		if g, ok := goals[due[i].Name]; ok {
+			done[i] = c.resize(ctx, now, due[i], g, grants[due[i].Name])
 		}
-		c.apply(ctx, now, vm, g, grants[vm.Name])
 	})
+	c.release(ctx, done)
+	for _, r := range done {
+		if r != nil {
+			c.record(ctx, now, r)
+		}
+	}
 	return nil
 }
 
@@ -248,41 +253,53 @@ func (c *Controller) grow(ctx context.Context, vms []model.VM, goals map[string]
 	return grants, nil
 }
 
-// apply carries out one VM's checked goal.
-func (c *Controller) apply(ctx context.Context, now time.Time, vm model.VM, g goal, grant *pb.Grant) {
-	log := c.log.With("vm", vm.Name)
-	outcome := OutcomeUnchanged
-	var notes []string
+// resizing is one VM's decision on its way: resized by the hypervisor,
+// waiting for placement to hear of a shrink and for the store to record it.
+type resizing struct {
+	vm      model.VM
+	goal    goal
+	outcome string
+	notes   []string
+	log     hclog.Logger
+	// released is the reservation a shrink lets go of once placement
+	// agrees; nil when nothing shrank.
+	released *model.Size
+}
+
+// resize carries out one VM's checked goal on the hypervisor. It returns
+// nil when the decision cannot be recorded at all.
+func (c *Controller) resize(ctx context.Context, now time.Time, vm model.VM, g goal, grant *pb.Grant) *resizing {
+	r := &resizing{goal: g, outcome: OutcomeUnchanged, log: c.log.With("vm", vm.Name)}
 	if g.clamped != "" {
-		log.Warn("clamped the scaler's goal", "detail", g.clamped)
+		r.log.Warn("clamped the scaler's goal", "detail", g.clamped)
 		c.cfg.Recorder.Decision(OutcomeClamped)
-		notes = append(notes, g.clamped)
+		r.notes = append(r.notes, g.clamped)
 	}
 
 	// Growth: record the grant, then resize up to it.
 	if grant != nil {
-		granted := c.checkGrant(log, vm, g.size, grant)
+		granted := c.checkGrant(r.log, vm, g.size, grant)
 		switch {
 		case granted == vm.Reserved:
-			outcome = OutcomeDenied
+			r.outcome = OutcomeDenied
 			c.cfg.Recorder.Grant("none")
 			c.cfg.Recorder.Denial()
-			notes = append(notes, "placement: "+grant.GetReason())
+			r.notes = append(r.notes, "placement: "+grant.GetReason())
 		case grant.GetPartial():
-			outcome = OutcomeGrownPartial
+			r.outcome = OutcomeGrownPartial
 			c.cfg.Recorder.Grant("partial")
-			notes = append(notes, "placement: "+grant.GetReason())
+			r.notes = append(r.notes, "placement: "+grant.GetReason())
 		default:
-			outcome = OutcomeGrown
+			r.outcome = OutcomeGrown
 			c.cfg.Recorder.Grant("full")
 		}
 		if granted != vm.Reserved {
 			vm.Reserved = granted
 			saved, err := c.cfg.Store.PutVM(ctx, vm)
 			if err != nil {
-				log.Error("recording a grant failed; placement will be replayed from the store", "error", err)
+				r.log.Error("recording a grant failed; placement will be replayed from the store", "error", err)
 				c.cfg.Recorder.Decision(OutcomeError)
-				return
+				return nil
 			}
 			vm = saved
 			target := model.Size{VCPUMilli: max(vm.Size.VCPUMilli, min(g.size.VCPUMilli, granted.VCPUMilli)), MemoryBytes: max(vm.Size.MemoryBytes, min(g.size.MemoryBytes, granted.MemoryBytes))}
@@ -290,56 +307,90 @@ func (c *Controller) apply(ctx context.Context, now time.Time, vm model.VM, g go
 			if err != nil {
 				// The reservation stays: the VM may have grown in part, and
 				// over-reserving is safe where under-reserving is not.
-				log.Error("growing the VM failed", "target", target, "error", err)
-				outcome = OutcomeError
-				notes = append(notes, "resize failed: "+err.Error())
+				r.log.Error("growing the VM failed", "target", target, "error", err)
+				r.outcome = OutcomeError
+				r.notes = append(r.notes, "resize failed: "+err.Error())
 			} else {
 				vm.Size = res.Actual
 			}
 		}
 	}
 
-	// Shrink: the guest consents (or is overridden), the hypervisor applies,
-	// then placement is told, then the store records.
+	// Shrink: the guest consents (or is overridden) and the hypervisor
+	// applies; release then tells placement.
 	down := minSize(vm.Size, g.size)
-	if down != vm.Size && outcome != OutcomeError {
+	if down != vm.Size && r.outcome != OutcomeError {
 		res, err := c.cfg.Hypervisor.Resize(ctx, vm.Name, down, g.force, c.cfg.ConsentTimeout)
 		switch {
 		case err != nil:
-			log.Error("shrinking the VM failed", "target", down, "error", err)
-			outcome = OutcomeError
-			notes = append(notes, "resize failed: "+err.Error())
+			r.log.Error("shrinking the VM failed", "target", down, "error", err)
+			r.outcome = OutcomeError
+			r.notes = append(r.notes, "resize failed: "+err.Error())
 		case res.Refused:
 			vm.DownscaleRefusals++
 			vm.LastRefusal = now
-			outcome = OutcomeRefused
-			notes = append(notes, "guest refused: "+res.Reason)
+			r.outcome = OutcomeRefused
+			r.notes = append(r.notes, "guest refused: "+res.Reason)
 		default:
 			vm.Size = res.Actual
 			vm.DownscaleRefusals = 0
 			released := minSize(vm.Reserved, maxSize(res.Actual, down))
-			if errs, err := c.cfg.Placement.Apply(ctx, []*pb.PlacementEvent{{Event: &pb.PlacementEvent_VmUpsert{VmUpsert: withReserved(vm, released).Placement()}}}); err != nil || len(errs) > 0 {
-				// Keep the larger reservation: placement is replayed from
-				// the store after a restart and will agree again.
-				log.Error("telling placement of a shrink failed", "error", err, "refused", errs)
-			} else {
-				vm.Reserved = released
-			}
-			if outcome == OutcomeUnchanged {
-				outcome = OutcomeShrunk
+			r.released = &released
+			if r.outcome == OutcomeUnchanged {
+				r.outcome = OutcomeShrunk
 			}
 		}
 	}
+	r.vm = vm
+	return r
+}
 
-	vm.ScalerState = g.state
-	vm.LastDecision = &model.Decision{At: now, Goal: g.size, Reason: joinNotes(g.reason, notes), Outcome: outcome}
+// release tells placement, in one call, of every shrink the hypervisor has
+// applied, so placement never hands out capacity a VM still uses. A VM
+// whose event fails keeps its larger reservation: placement is replayed
+// from the store after a restart and will agree again.
+func (c *Controller) release(ctx context.Context, done []*resizing) {
+	var shrunk []*resizing
+	var events []*pb.PlacementEvent
+	for _, r := range done {
+		if r != nil && r.released != nil {
+			shrunk = append(shrunk, r)
+			events = append(events, &pb.PlacementEvent{Event: &pb.PlacementEvent_VmUpsert{VmUpsert: withReserved(r.vm, *r.released).Placement()}})
+		}
+	}
+	if len(events) == 0 {
+		return
+	}
+	errs, err := c.cfg.Placement.Apply(ctx, events)
+	if err != nil {
+		c.log.Error("telling placement of shrinks failed", "vms", len(events), "error", err)
+		return
+	}
+	refused := make(map[uint32]string, len(errs))
+	for _, e := range errs {
+		refused[e.GetIndex()] = e.GetMessage()
+	}
+	for i, r := range shrunk {
+		if msg, ok := refused[uint32(i)]; ok {
+			r.log.Error("placement refused a shrink", "refused", msg)
+			continue
+		}
+		r.vm.Reserved = *r.released
+	}
+}
+
+// record stores a VM's decision and its outcome.
+func (c *Controller) record(ctx context.Context, now time.Time, r *resizing) {
+	vm, outcome := r.vm, r.outcome
+	vm.ScalerState = r.goal.state
+	vm.LastDecision = &model.Decision{At: now, Goal: r.goal.size, Reason: joinNotes(r.goal.reason, r.notes), Outcome: outcome}
 	if _, err := c.cfg.Store.PutVM(ctx, vm); err != nil {
-		log.Error("recording the decision failed", "error", err)
+		r.log.Error("recording the decision failed", "error", err)
 		outcome = OutcomeError
 	}
 	c.cfg.Recorder.Decision(outcome)
 	if outcome != OutcomeUnchanged {
-		log.Info("decision", "outcome", outcome, "goal", g.size, "size", vm.Size, "reserved", vm.Reserved, "reason", vm.LastDecision.Reason)
+		r.log.Info("decision", "outcome", outcome, "goal", r.goal.size, "size", vm.Size, "reserved", vm.Reserved, "reason", vm.LastDecision.Reason)
 	}
 }
 
@@ -465,16 +516,23 @@ func (c *Controller) migrate(ctx context.Context, name, to, reason string, progr
 	return nil
 }
 
-// each runs f for every VM with at most Parallel at once.
-func (c *Controller) each(ctx context.Context, vms []model.VM, f func(context.Context, model.VM)) {
+// each runs f for VMs 0..n-1 with at most Parallel at once. At Parallel 1
+// it runs them in the caller: a goroutine per VM per pass would only cost.
+func (c *Controller) each(ctx context.Context, n int, f func(ctx context.Context, i int)) {
+	if c.cfg.Parallel == 1 {
+		for i := range n {
+			f(ctx, i)
+		}
+		return
+	}
 	sem := make(chan struct{}, c.cfg.Parallel)
 	var wg sync.WaitGroup
-	for _, vm := range vms {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			f(ctx, vm)
+			f(ctx, i)
 		}()
 	}
 	wg.Wait()

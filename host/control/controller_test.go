@@ -107,6 +107,34 @@ func TestShrinkReleasesAfterResize(t *testing.T) {
 	require.Len(t, r.pl.applied, 1)
 }
 
+// The shrinks of a pass reach placement in one call, after the hypervisor
+// applied them all; a refused event keeps only its VM's reservation.
+func TestShrinksAreReleasedInOneCall(t *testing.T) {
+	for _, parallel := range []int{1, 8} {
+		r := newRig(t, "a", "b", "c")
+		r.ctrl.cfg.Parallel = parallel
+		small := model.Size{VCPUMilli: 500, MemoryBytes: gib / 2}
+		for _, name := range []string{"a", "b", "c"} {
+			r.sc.goals[name] = small
+		}
+		r.pl.refuse = map[string]string{"b": "node n1 is draining"}
+		r.pl.onApply = func(*pb.PlacementEvent) {
+			for _, name := range []string{"a", "b", "c"} {
+				require.Equal(t, small, r.hv.sizes[name], "placement told before the hypervisor shrank %s", name)
+			}
+		}
+		require.NoError(t, r.ctrl.Tick(context.Background()))
+
+		require.Equal(t, 1, r.pl.calls, "parallel %d", parallel)
+		for name, want := range map[string]model.Size{"a": small, "b": {VCPUMilli: 1000, MemoryBytes: gib}, "c": small} {
+			vm := r.vm(t, name)
+			require.Equal(t, want, vm.Reserved, "vm %s, parallel %d", name, parallel)
+			require.Equal(t, small, vm.Size, "vm %s, parallel %d", name, parallel)
+			require.Equal(t, OutcomeShrunk, vm.LastDecision.Outcome)
+		}
+	}
+}
+
 func TestRefusedShrinkIsCountedAndPassedBack(t *testing.T) {
 	r := newRig(t, "a")
 	r.hv.refuse = "postgres is vacuuming"

@@ -50,6 +50,8 @@ type capacityPlacement struct {
 	limit     map[string]model.Size // the most a VM may be granted
 	reserved  map[string]model.Size
 	applied   []*pb.PlacementEvent
+	calls     int               // Apply calls
+	refuse    map[string]string // VM upserts refused, with the message
 	onApply   func(*pb.PlacementEvent)
 	overgrant bool
 }
@@ -59,16 +61,22 @@ func (p *capacityPlacement) Reset(context.Context) error { return nil }
 func (p *capacityPlacement) Apply(_ context.Context, events []*pb.PlacementEvent) ([]*pb.EventError, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range events {
-		p.applied = append(p.applied, e)
+	p.calls++
+	var errs []*pb.EventError
+	for i, e := range events {
 		if u := e.GetVmUpsert(); u != nil {
+			if msg, ok := p.refuse[u.GetVm()]; ok {
+				errs = append(errs, &pb.EventError{Index: uint32(i), Message: msg})
+				continue
+			}
 			p.reserved[u.GetVm()] = model.SizeFrom(u.GetReserved())
 		}
+		p.applied = append(p.applied, e)
 		if p.onApply != nil {
 			p.onApply(e)
 		}
 	}
-	return nil, nil
+	return errs, nil
 }
 
 func (p *capacityPlacement) Grow(_ context.Context, asks []*pb.GrowthAsk) ([]*pb.Grant, error) {

@@ -25,6 +25,9 @@ type fleet struct {
 	grid   *Grid
 	window int
 	index  map[string]int
+	// times are the steps' ends in Unix nanoseconds, computed once: every
+	// window of every decision reads them.
+	times []int64
 
 	mu   sync.Mutex
 	step int
@@ -37,10 +40,13 @@ type fleet struct {
 }
 
 func newFleet(g *Grid, window int, initial []model.Size) *fleet {
-	f := &fleet{grid: g, window: window, index: map[string]int{}, size: initial, inForce: make([][]model.Size, len(g.VMs))}
+	f := &fleet{grid: g, window: window, index: map[string]int{}, times: make([]int64, g.Steps), size: initial, inForce: make([][]model.Size, len(g.VMs))}
 	for i, s := range g.VMs {
 		f.index[s.ID] = i
 		f.inForce[i] = make([]model.Size, g.Steps)
+	}
+	for k := range f.times {
+		f.times[k] = f.at(k).UnixNano()
 	}
 	return f
 }
@@ -83,16 +89,18 @@ func (f *fleet) Window(vm string) (*pb.MetricsWindow, []*pb.GuestEvent, bool) {
 	s := &f.grid.VMs[i]
 	from := max(0, f.step-f.window+1)
 	n := f.step - from + 1
-	w := &pb.MetricsWindow{TUnixNano: make([]int64, 0, n), Load1: make([]float64, 0, n), CpuPressureAvg10: make([]float64, 0, n)}
+	// One array backs the float columns: a window is built per VM per step.
+	floats := make([]float64, 3*n)
+	w := &pb.MetricsWindow{TUnixNano: make([]int64, 0, n), Load1: floats[:0:n], CpuPressureAvg10: floats[n : n : 2*n]}
 	if s.Mem != nil {
-		w.MemoryUsedBytes, w.MemoryPressureAvg10 = make([]uint64, 0, n), make([]float64, 0, n)
+		w.MemoryUsedBytes, w.MemoryPressureAvg10 = make([]uint64, 0, n), floats[2*n:2*n:3*n]
 	}
 	for k := from; k <= f.step; k++ {
 		if !s.Present[k] {
 			continue
 		}
 		alloc := f.inForce[i][k]
-		w.TUnixNano = append(w.TUnixNano, f.at(k).UnixNano())
+		w.TUnixNano = append(w.TUnixNano, f.times[k])
 		w.Load1 = append(w.Load1, s.CPU[k])
 		w.CpuPressureAvg10 = append(w.CpuPressureAvg10, stalled(s.CPU[k], float64(alloc.VCPUMilli)/1000))
 		if s.Mem != nil {

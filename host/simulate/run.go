@@ -104,8 +104,8 @@ func replay(ctx context.Context, g *Grid, p Policy, o Options, progress func()) 
 		Store: st, Scaler: scalerClient{scaler.Scaler}, Placement: placement,
 		Hypervisor: f, Guests: f, Migrator: f, Clock: f, Recorder: f,
 		Log: hclog.NewNullLogger(),
-		// Resizes take no time here: one at a time costs nothing, and keeps
-		// the goroutines down on a machine the plugins share.
+		// Resizes take no time here: one at a time costs nothing, and the
+		// loop then runs them inline, with no goroutine per VM per step.
 		Parallel: 1,
 	})
 	for k := range g.Steps {

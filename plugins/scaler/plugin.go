@@ -21,13 +21,16 @@ const (
 )
 
 // plugin serves the policy. Its only state is the configuration: per-VM
-// memory travels in each decision's state bytes.
+// memory travels in each decision's state bytes (states caches them, and
+// decides nothing).
 type plugin struct {
 	pb.UnimplementedScalerServer
 
 	mu         sync.RWMutex
 	cfg        policy.Config
 	configured bool
+
+	states stateCache
 }
 
 // newPlugin starts on the defaults, so a restarted plugin decides safely
@@ -80,6 +83,7 @@ func (p *plugin) Decide(_ context.Context, req *pb.DecideRequest) (*pb.DecideRes
 		return nil, status.Errorf(codes.InvalidArgument, "now_unix_nano: must be > 0, got %d", req.GetNowUnixNano())
 	}
 	cfg, now := p.config(), time.Unix(0, req.GetNowUnixNano())
+	prev, next := p.states.snapshot(), make(map[string]cachedState, len(req.GetVms()))
 	first := make(map[string]int, len(req.GetVms()))
 	resp := &pb.DecideResponse{Decisions: make([]*pb.ScalerDecision, len(req.GetVms()))}
 	for i, vm := range req.GetVms() {
@@ -93,17 +97,28 @@ func (p *plugin) Decide(_ context.Context, req *pb.DecideRequest) (*pb.DecideRes
 		}
 		// Bad state must not wedge a VM: start afresh and say so.
 		var note string
-		if in.State, err = policy.DecodeState(vm.GetState()); err != nil {
+		cached, hit := lookup(prev, vm.GetVm(), vm.GetState())
+		if hit {
+			in.State = cached.state
+		} else if in.State, err = policy.DecodeState(vm.GetState()); err != nil {
 			note = fmt.Sprintf("previous state discarded (%v); ", err)
 		}
 		out := policy.Decide(cfg, in)
+		// The policy never changes the state it is given, so a state equal
+		// to the cached one (pointers included) has the cached encoding.
+		state := cached.encoded
+		if !hit || out.State != cached.state {
+			state = out.State.Encode()
+		}
+		next[vm.GetVm()] = cachedState{encoded: state, state: out.State}
 		resp.Decisions[i] = &pb.ScalerDecision{
 			Vm:             vm.GetVm(),
 			Goal:           &pb.Size{VcpuMilli: out.Goal.VCPUMilli, MemoryBytes: out.Goal.MemoryBytes},
 			Reason:         note + out.Reason,
-			State:          out.State.Encode(),
+			State:          state,
 			ForceDownscale: out.ForceDownscale,
 		}
 	}
+	p.states.replace(next)
 	return resp, nil
 }

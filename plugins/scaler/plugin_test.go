@@ -235,6 +235,49 @@ func TestUndecodableStateStartsAfresh(t *testing.T) {
 	require.True(t, strings.HasSuffix(b.GetReason(), "); "+a.GetReason()), b.GetReason())
 }
 
+// The plugin caches the state it returned; a host that hands it back, or
+// hands back other bytes (an older state, another plugin's, a VM skipped for
+// a while), gets what a freshly started plugin would answer.
+func TestStateCacheDecidesAsAFreshPlugin(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []policy.Mode{policy.ModeDefault, policy.ModeNeon, policy.ModePercentile, policy.ModePeak} {
+		config := fmt.Appendf(nil, `{"mode": %q}`, mode)
+		long := newPlugin()
+		require.NoError(t, long.SetConfig(ctx, config, 1))
+		states := map[string][][]byte{}
+		for tick := range 40 {
+			req := &pb.DecideRequest{NowUnixNano: now.Add(time.Duration(tick) * time.Minute).UnixNano()}
+			for v := range 3 {
+				name := fmt.Sprintf("pg-%d", v)
+				if v == 2 && tick%7 == 3 {
+					continue // not asked about this tick
+				}
+				vm := vmInput(name, float64((tick*(v+1))%9)/2, uint64(1+(tick+v)%5)*gib)
+				for i := range vm.Metrics.TUnixNano {
+					vm.Metrics.TUnixNano[i] += int64(tick) * int64(time.Minute)
+				}
+				if h := states[name]; len(h) > 0 {
+					vm.State = h[len(h)-1]
+					if v == 1 && tick%5 == 0 {
+						vm.State = h[len(h)/2] // an older state
+					}
+				}
+				req.Vms = append(req.Vms, vm)
+			}
+			fresh := newPlugin()
+			require.NoError(t, fresh.SetConfig(ctx, config, 1))
+			want, err := fresh.Decide(ctx, req)
+			require.NoError(t, err)
+			got, err := long.Decide(ctx, req)
+			require.NoError(t, err)
+			require.Equal(t, want.String(), got.String(), "%s, tick %d", mode, tick)
+			for _, d := range got.GetDecisions() {
+				states[d.GetVm()] = append(states[d.GetVm()], d.GetState())
+			}
+		}
+	}
+}
+
 func TestThousandVMsInOneCall(t *testing.T) {
 	req := request()
 	for i := range 1000 {

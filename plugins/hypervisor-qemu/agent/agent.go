@@ -149,7 +149,7 @@ func (a *agent) watchCPU(ctx context.Context) {
 		if !ok && err == nil {
 			return // no PSI in this kernel: nothing to watch
 		}
-		if ok && detector.observe(a.now(), total) {
+		if ok && detector.observe(a.now(), total, a.cpus.offlineCount()) {
 			a.out.post(a.event(agentproto.EventCPUPressure))
 		}
 		select {

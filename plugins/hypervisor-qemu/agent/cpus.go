@@ -47,6 +47,16 @@ type cpuController struct {
 
 	mu   sync.Mutex
 	want int // 0 until the plugin sets a target: every present CPU online
+	// offlines counts the reconciliations that took CPUs offline: each
+	// stalls the guest for a moment (stop_machine), which is no load.
+	offlines uint64
+}
+
+// offlineCount is how many times CPUs were taken offline.
+func (c *cpuController) offlineCount() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.offlines
 }
 
 // cpuResult is what one reconcile did.
@@ -102,6 +112,9 @@ func (c *cpuController) reconcileLocked() (cpuResult, error) {
 	}
 	apply(up, true)
 	apply(down, false)
+	if len(down) > 0 {
+		c.offlines++
+	}
 	for _, on := range online {
 		if on {
 			res.Online++

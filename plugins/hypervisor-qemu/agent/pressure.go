@@ -49,6 +49,13 @@ type cpuStallDetector struct {
 	interval time.Duration
 	samples  []stallSample
 	last     time.Time // last event
+
+	// Taking a CPU offline stalls every task for a moment (stop_machine);
+	// taken for load, it would undo the downscale at once, again and again.
+	// No event until settle after the guest last took CPUs offline.
+	settle     time.Duration
+	offlines   uint64
+	quietUntil time.Time
 }
 
 type stallSample struct {
@@ -57,12 +64,16 @@ type stallSample struct {
 }
 
 func newCPUStallDetector() *cpuStallDetector {
-	return &cpuStallDetector{fraction: 0.3, window: 3, interval: time.Second}
+	return &cpuStallDetector{fraction: 0.3, window: 3, interval: time.Second, settle: 3 * time.Second}
 }
 
-// observe takes the stall total at now and reports whether to emit a
-// cpu_pressure event (at most once per interval).
-func (d *cpuStallDetector) observe(now time.Time, totalUs uint64) bool {
+// observe takes the stall total at now, and how many times the guest has
+// taken CPUs offline so far, and reports whether to emit a cpu_pressure
+// event (at most once per interval).
+func (d *cpuStallDetector) observe(now time.Time, totalUs, offlines uint64) bool {
+	if offlines != d.offlines {
+		d.offlines, d.quietUntil = offlines, now.Add(d.settle)
+	}
 	d.samples = append(d.samples, stallSample{now, totalUs})
 	if len(d.samples) > d.window+1 {
 		d.samples = d.samples[1:]
@@ -76,7 +87,7 @@ func (d *cpuStallDetector) observe(now time.Time, totalUs uint64) bool {
 		return false
 	}
 	stalled := time.Duration(totalUs-first.totalUs) * time.Microsecond
-	if float64(stalled) <= d.fraction*float64(elapsed) {
+	if float64(stalled) <= d.fraction*float64(elapsed) || now.Before(d.quietUntil) {
 		return false
 	}
 	if !d.last.IsZero() && now.Sub(d.last) < d.interval {

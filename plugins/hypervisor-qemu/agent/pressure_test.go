@@ -36,15 +36,15 @@ func TestCPUStallDetector(t *testing.T) {
 	// Idle: 1 ms stalled per 100 ms, then a 50 ms blip: under 30% of the
 	// 300 ms window, no event.
 	for i := 0; i <= 4; i++ {
-		require.False(t, d.observe(at(i*100), uint64(i*1000)), "idle at %d", i)
+		require.False(t, d.observe(at(i*100), uint64(i*1000), 0), "idle at %d", i)
 	}
-	require.False(t, d.observe(at(500), 4000+50_000), "a blip is not pressure")
+	require.False(t, d.observe(at(500), 4000+50_000, 0), "a blip is not pressure")
 	// Load step: 90 ms of every 100 ms stalled.
 	total := uint64(54000)
 	fired := -1
 	for i := 6; i <= 12; i++ {
 		total += 90_000
-		if d.observe(at(i*100), total) {
+		if d.observe(at(i*100), total, 0) {
 			fired = i
 			break
 		}
@@ -53,10 +53,32 @@ func TestCPUStallDetector(t *testing.T) {
 	// At most once a second while the stall goes on.
 	for i := 7; i < 16; i++ {
 		total += 90_000
-		require.False(t, d.observe(at(i*100), total), "again at %d", i)
+		require.False(t, d.observe(at(i*100), total, 0), "again at %d", i)
 	}
 	total += 90_000
-	require.True(t, d.observe(at(1600), total))
+	require.True(t, d.observe(at(1600), total, 0))
+}
+
+// Taking a CPU offline stalls the guest: that stall is not load, or every
+// downscale would be undone by the pressure it caused.
+func TestCPUStallDetectorIgnoresTheStallOfAnOffline(t *testing.T) {
+	d := newCPUStallDetector()
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	var total uint64
+	for i := 0; i <= 3; i++ {
+		require.False(t, d.observe(at(i*100), total, 0))
+	}
+	// A CPU went offline at 400 ms; every task waits for a while.
+	fired := -1
+	for i := 4; i <= 40; i++ {
+		total += 90_000
+		if d.observe(at(i*100), total, 1) {
+			fired = i
+			break
+		}
+	}
+	require.Equal(t, 34, fired, "quiet for the 3 s after the offline, then a stall that lasts is load again")
 }
 
 func TestParsePressureSomeTotal(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vertigo-autoscaler/vertigo/host/api"
@@ -133,7 +134,7 @@ func vmOf(st api.Status, name string) model.VM {
 func waitFor(t *testing.T, c *api.Client, within time.Duration, what string, cond func(api.Status) bool) api.Status {
 	t.Helper()
 	var st api.Status
-	require.Eventually(t, func() bool {
+	ok := assert.Eventually(t, func() bool {
 		s, err := c.Status(context.Background())
 		if err != nil {
 			return false
@@ -141,11 +142,17 @@ func waitFor(t *testing.T, c *api.Client, within time.Duration, what string, con
 		st = s
 		return cond(s)
 	}, within, 100*time.Millisecond, "waiting for: %s", what)
+	if !ok {
+		for _, vm := range st.VMs {
+			t.Logf("last seen: %s on %s, %s, %s, usage %+v, last decision %+v", vm.Name, vm.Node, vm.Phase, vm.Size, st.Usage[vm.Name], vm.LastDecision)
+		}
+		t.FailNow()
+	}
 	return st
 }
 
-// fleet is the config of a test's fleet: two nodes on this machine joined by
-// the overlay, the built plugins, and vms (HCL vm blocks).
+// fleet is the config of a test's fleet: the built plugins, the overlay
+// between the nodes, and fleet (HCL node and vm blocks).
 func fleet(t *testing.T, dir, prefix, vms string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "config.hcl")
@@ -171,6 +178,9 @@ plugin "vertigo-scaler" {
   config {
     downscale_stabilization          = "4s"
     downscale_cooldown_after_upscale = "4s"
+    # Room for the database beyond its working set: pgbench's small
+    # database needs more memory than the VM's minimum only with it.
+    db_memory_headroom = "512MiB"
   }
 }
 plugin "vertigo-placement" {
@@ -199,15 +209,23 @@ plugin "vertigo-bridge" {
     vni              = 78
   }
 }
+`
+
+// nodes are the fleet's two nodes with vcpus each.
+func nodes(vcpus int) string {
+	return fmt.Sprintf(`
 node "node-a" {
-  vcpus  = 4
-  memory = "4GiB"
+  vcpus     = %[1]d
+  memory    = "4GiB"
+  watermark = 1
 }
 node "node-b" {
-  vcpus  = 4
-  memory = "4GiB"
+  vcpus     = %[1]d
+  memory    = "4GiB"
+  watermark = 1
 }
-`
+`, vcpus)
+}
 
 const echoVM = `
 vm "pg-1" {
@@ -243,7 +261,7 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 	client := prefix + "client"
 	dir := t.TempDir()
 	t.Cleanup(func() { killQEMUs(t, filepath.Join(dir, "qemu")) })
-	cfg := fleet(t, dir, prefix, echoVM)
+	cfg := fleet(t, dir, prefix, nodes(4)+echoVM)
 
 	h := startHost(t, dir, cfg)
 	ctx := context.Background()

@@ -10,12 +10,16 @@ PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 SDK_MODULE := github.com/vertigo-autoscaler/vertigo/sdk
 
-BINARIES := $(BIN)/vertigo $(BIN)/vertigo-scaler $(BIN)/vertigo-placement $(BIN)/vertigo-qemu
+BINARIES := $(BIN)/vertigo $(BIN)/vertigo-scaler $(BIN)/vertigo-placement $(BIN)/vertigo-qemu $(BIN)/vertigo-bridge
 GUEST := build/guest
-# Debian packages the VMs need: QEMU (TCG here), busybox for the guest image.
-APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static
+GUEST_PG := build/guest-postgres
+# Debian packages: QEMU (TCG here) and busybox for the guest image,
+# iproute2 for the namespaces the network plugin and tests make, debootstrap
+# for the Postgres guest, pgbench (postgresql-client) as its client, and
+# chromium for the web page's browser test.
+APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static iproute2 debootstrap postgresql-client chromium fonts-dejavu-core
 
-.PHONY: all build run test check-proto proto deps deps-proto guest bench clean FORCE
+.PHONY: all build run test check-proto proto deps deps-proto guest guest-pg bench clean FORCE
 
 all: build
 
@@ -35,6 +39,11 @@ deps:
 guest: deps
 	plugins/hypervisor-qemu/guest/build.sh $(GUEST)
 
+# guest-pg builds the Postgres guest (Debian's PostgreSQL 15 on an ext4 root,
+# cached under ~/.cache/vertigo) with the same kernel and initramfs.
+guest-pg: guest
+	plugins/hypervisor-qemu/guest/build-pg.sh $(GUEST_PG)
+
 # Go decides what is stale; FORCE hands it every build.
 $(BIN)/vertigo: FORCE
 	$(GO) build -o $@ ./host/cmd/vertigo
@@ -44,8 +53,10 @@ $(BIN)/vertigo-placement: FORCE
 	$(GO) build -o $@ ./plugins/placement
 $(BIN)/vertigo-qemu: FORCE
 	$(GO) build -o $@ ./plugins/hypervisor-qemu
+$(BIN)/vertigo-bridge: FORCE
+	$(GO) build -o $@ ./plugins/network-bridge
 
-run: build guest
+run: build guest guest-pg
 	$(BIN)/vertigo validate config.hcl
 	$(BIN)/vertigo run -config config.hcl
 
@@ -53,7 +64,7 @@ run: build guest
 # the guests starve each other and their CPU pressure is the machine's.
 QEMU_PKGS := ./host/e2e ./host/bench ./plugins/hypervisor-qemu/...
 
-test: build guest check-proto
+test: build guest guest-pg check-proto
 	$(GO) vet ./... && (cd sdk && $(GO) vet ./...)
 	cd sdk && $(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /host/e2e -e /host/bench -e /plugins/hypervisor-qemu)
@@ -62,6 +73,9 @@ test: build guest check-proto
 	$(BIN)/vertigo plugin conformance scaler $(BIN)/vertigo-scaler
 	$(BIN)/vertigo plugin conformance placement $(BIN)/vertigo-placement
 	$(BIN)/vertigo plugin conformance hypervisor $(BIN)/vertigo-qemu -config plugins/hypervisor-qemu/conformance.hcl
+	@# The suite's nodes are namespaces, which outlive the plugin by design.
+	$(BIN)/vertigo plugin conformance network $(BIN)/vertigo-bridge -config plugins/network-bridge/conformance.hcl; \
+	  rc=$$?; for ns in $$(ip netns list | awk '/^vtconf-/ {print $$1}'); do ip netns del $$ns; done; exit $$rc
 
 bench: build guest
 	$(BIN)/vertigo bench plugin-call

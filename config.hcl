@@ -1,5 +1,5 @@
 # Vertigo's default configuration: one machine running a small fleet of two
-# logical nodes and three Postgres VMs. `make run` starts the host with it.
+# logical nodes and two Postgres VMs. `make run` starts the host with it.
 #
 # Relative paths are resolved against this file's directory. Sizes are
 # written "512MiB", "4GiB" (or a number of bytes); vCPUs are numbers and may
@@ -50,15 +50,33 @@ plugin "vertigo-placement" {
 }
 
 # The hypervisor runs the VMs: QEMU (under TCG on this machine), booting the
-# guest image `make guest` builds. The QEMU processes outlive the host: stop
+# guest images `make guest` and `make guest-pg` build: a VM's `image` names
+# build/guest-NAME/ (no image: the small guest below). The QEMU processes outlive the host: stop
 # the host and start it again, and it finds them running.
 plugin "vertigo-qemu" {
   kind = "hypervisor"
   path = "bin/vertigo-qemu"
   config {
-    run_dir = "state/qemu"
-    kernel  = "build/guest/vmlinux"
-    initrd  = "build/guest/initramfs.cpio.gz"
+    run_dir    = "state/qemu"
+    kernel     = "build/guest/vmlinux"
+    initrd     = "build/guest/initramfs.cpio.gz"
+    images_dir = "build"
+  }
+}
+
+# The network: each node is a network namespace on this machine with a
+# bridge, the nodes are joined by VXLAN over veth links, and each VM has a
+# tap on its node's bridge and an address from `subnet` that it keeps for
+# life, across migrations. Clients reach the VMs from the namespace
+# vertigo-client: `ip netns exec vertigo-client psql -h <address> ...`.
+plugin "vertigo-bridge" {
+  kind = "network"
+  path = "bin/vertigo-bridge"
+  config {
+    state_dir        = "state/net"
+    netns_prefix     = "vertigo-"
+    client_namespace = "client"
+    subnet           = "10.77.0.0/24"
   }
 }
 
@@ -77,9 +95,14 @@ node "node-b" {
 }
 
 # VMs. The scaler keeps each between its min and max, in steps of its unit.
+# Both run PostgreSQL 15 (user, password and database "vertigo"); reach one
+# from the client namespace, e.g.
+#   ip netns exec vertigo-client pgbench -h ADDRESS -U vertigo -i vertigo
+# with ADDRESS from `bin/vertigo status`.
 # A VM starts at its minimum unless `vcpus` and `memory` say otherwise, and
 # placement picks its node unless `node` names one.
 vm "pg-1" {
+  image       = "postgres"
   min_vcpus   = 1
   max_vcpus   = 4
   unit_vcpus  = 0.5
@@ -89,6 +112,7 @@ vm "pg-1" {
 }
 
 vm "pg-2" {
+  image       = "postgres"
   min_vcpus   = 1
   max_vcpus   = 4
   unit_vcpus  = 0.5

@@ -61,14 +61,16 @@ run: build guest guest-pg
 	$(BIN)/vertigo run -config config.hcl
 
 # Packages that boot QEMU guests run one at a time: in parallel on 2 cores
-# the guests starve each other and their CPU pressure is the machine's.
-QEMU_PKGS := ./host/e2e ./host/bench ./plugins/hypervisor-qemu/...
+# the guests starve each other and their CPU pressure is the machine's. The
+# end-to-end tests run verbose: they print what they measured.
+QEMU_PKGS := ./host/bench ./plugins/hypervisor-qemu/...
 
 test: build guest guest-pg check-proto
 	$(GO) vet ./... && (cd sdk && $(GO) vet ./...)
 	cd sdk && $(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /host/e2e -e /host/bench -e /plugins/hypervisor-qemu)
 	$(GO) test -race -count=1 -p 1 $(QEMU_PKGS)
+	$(GO) test -race -count=1 -v ./host/e2e | grep -v -e '^=== ' -e '^\s*$$'; exit $${PIPESTATUS[0]}
 	$(BIN)/vertigo validate config.hcl
 	$(BIN)/vertigo plugin conformance scaler $(BIN)/vertigo-scaler
 	$(BIN)/vertigo plugin conformance placement $(BIN)/vertigo-placement
@@ -83,6 +85,7 @@ bench: build guest
 	$(BIN)/vertigo bench idle --vms 100
 	$(BIN)/vertigo bench react
 	$(BIN)/vertigo bench migrate --mem 1GiB
+	$(BIN)/vertigo bench migrate-net
 
 # protoc from Debian, the Go generators from Go modules (pinned).
 deps-proto:

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,9 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The QEMU benchmarks need vertigo-qemu beside the other binaries; the
-// entry belongs in binaryPackages, which another file owns.
-func init() { binaryPackages[qemuBinary] = "./plugins/hypervisor-qemu" }
+// The QEMU benchmarks need vertigo-qemu (and migrate-net vertigo-bridge)
+// beside the other binaries; the entries belong in binaryPackages, which
+// another file owns.
+func init() {
+	binaryPackages[qemuBinary] = "./plugins/hypervisor-qemu"
+	binaryPackages[bridgeBinary] = "./plugins/network-bridge"
+}
 
 // guestDir is the repository's guest image. A machine without it, or
 // without QEMU, fails these tests: the benchmark says to run `make guest`.
@@ -80,4 +85,26 @@ func TestSmokeMigrate(t *testing.T) {
 		require.GreaterOrEqual(t, f[who+"_downtime_ms"], 0.0, who)
 		require.Less(t, f[who+"_downtime_ms"], f[who+"_total_ms"], who)
 	}
+}
+
+func TestSmokeMigrateNet(t *testing.T) {
+	bin := buildBinaries(t, hostBinary, qemuBinary, bridgeBinary)
+	ownTempDir(t)
+	namespaces := func() string {
+		out, err := exec.Command("ip", "netns", "list").Output()
+		require.NoError(t, err)
+		return string(out)
+	}
+	before := namespaces()
+	f := runBench(t, []string{"migrate-net", "-runs", "1", "-bin", bin, "-guest", guestDir(t)},
+		"announce_stall_ms", "announce_worst_stall_ms", "announce_lost", "announce_pings",
+		"no_announce_stall_ms", "no_announce_worst_stall_ms", "no_announce_lost", "no_announce_pings", "runs")
+	require.Equal(t, 1.0, f["runs"])
+	for _, v := range []string{"announce", "no_announce"} {
+		require.Positive(t, f[v+"_stall_ms"], "a migration stalls the stream a little: %s", v)
+		require.Less(t, f[v+"_stall_ms"], float64(recoverWithin.Milliseconds()), v)
+		require.Positive(t, f[v+"_pings"], v)
+		require.LessOrEqual(t, f[v+"_lost"], f[v+"_pings"], v)
+	}
+	require.Equal(t, before, namespaces(), "the benchmark removes the namespaces it made")
 }

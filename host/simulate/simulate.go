@@ -108,7 +108,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fixedM := fs.String("fixed-memory", "4GiB", "memory of a VM the trace gives no memory for (pinned)")
 	policies := fs.String("policies", "default,neon,static-peak,vpa", "policies to compare, comma-separated")
 	fs.StringVar(&c.csv, "csv", "", "also write the table as CSV to `FILE`")
-	fs.StringVar(&c.plots, "plots", "", "write SVG plots into `DIR`")
+	fs.StringVar(&c.plots, "plots", "simulate-plots", "write SVG plots into `DIR` (\"\": none)")
 	plotVMs := fs.String("plot-vms", "", "VMs to plot, comma-separated (default: the three that demand the most CPU)")
 	fs.BoolVar(&c.progress, "progress", false, "show a progress bar on stderr even when it is not a terminal")
 	fs.StringVar(&c.opts.ScalerBin, "scaler-bin", defaultBin("vertigo-scaler"), "the scaler plugin binary")

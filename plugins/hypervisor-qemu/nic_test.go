@@ -146,15 +146,17 @@ func TestTCPSurvivesMigrationAndResize(t *testing.T) {
 
 	// Only the announcements tell the network where the VM went: the guest
 	// itself may say something at any time (IPv6 router solicitations).
-	watch := lab.watchAnnouncements(t, lab.taps[0], testMAC)
+	// Two watches, not one variable reused: require.Never's last check
+	// may still be running when it returns.
+	silent := lab.watchAnnouncements(t, lab.taps[0], testMAC)
 	last = migrate(t, c, &pb.MigrateRequest{Name: name, TargetNode: "node-a", TargetTap: lab.taps[0], TargetNetns: lab.ns, SkipAnnounce: true})
 	require.Equal(t, pb.MigrationPhase_MIGRATION_PHASE_COMPLETED, last.GetPhase(), last.GetMessage())
 	// QEMU's announcement rounds span 550 ms from the switch-over.
-	require.Never(t, func() bool { return watch.count.Load() > 0 }, 1500*time.Millisecond, 50*time.Millisecond,
+	require.Never(t, func() bool { return silent.count.Load() > 0 }, 1500*time.Millisecond, 50*time.Millisecond,
 		"skip_announce: nothing announced the VM")
-	watch.close()
+	silent.close()
 
-	watch = lab.watchAnnouncements(t, lab.taps[1], testMAC)
+	watch := lab.watchAnnouncements(t, lab.taps[1], testMAC)
 	last = migrate(t, c, &pb.MigrateRequest{Name: name, TargetNode: "node-b", TargetTap: lab.taps[1], TargetNetns: lab.ns})
 	require.Equal(t, pb.MigrationPhase_MIGRATION_PHASE_COMPLETED, last.GetPhase(), last.GetMessage())
 	ended := time.Now()

@@ -148,7 +148,11 @@ func (s *Stream) writeLoop() {
 		s.res.Sent = off
 		s.mu.Unlock()
 		if err != nil {
-			s.fail(fmt.Errorf("write at byte %d: %w", off, err))
+			select {
+			case <-s.stop: // Stop cut a write the peer would never take
+			default:
+				s.fail(fmt.Errorf("write at byte %d: %w", off, err))
+			}
 			return
 		}
 	}
@@ -211,6 +215,8 @@ func (s *Stream) TakeStall() time.Duration {
 // the connection. Bytes not echoed by then are an error. Call it once.
 func (s *Stream) Stop(drain time.Duration) StreamResult {
 	close(s.stop)
+	// A peer gone silent leaves the writer blocked on a full send buffer.
+	_ = s.conn.SetWriteDeadline(time.Now())
 	<-s.wrote
 	deadline := time.NewTimer(drain)
 	defer deadline.Stop()

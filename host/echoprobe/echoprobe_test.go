@@ -84,6 +84,24 @@ func TestStreamMeasuresAStallAndAReset(t *testing.T) {
 	require.ErrorContains(t, r.Err, "connection reset")
 }
 
+// A peer that stops reading fills the send buffer: Stop still returns.
+func TestStopReturnsWhenThePeerStopsReading(t *testing.T) {
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) })
+	addr := echo(t, listen(t), func(net.Conn) { <-stuck })
+	c, err := Dial(context.Background(), "", "tcp", addr)
+	require.NoError(t, err)
+	s := NewStream(c, 64<<10, time.Microsecond)
+	// The writer blocks once the kernel's buffers are full.
+	require.Eventually(t, func() bool {
+		before := s.Snapshot().Sent
+		time.Sleep(50 * time.Millisecond) // a sample interval, not synchronisation
+		return s.Snapshot().Sent == before
+	}, 10*time.Second, time.Millisecond)
+	r := s.Stop(10 * time.Millisecond)
+	require.ErrorContains(t, r.Err, "echoed back within 10ms")
+}
+
 func TestStopReportsBytesNeverEchoed(t *testing.T) {
 	addr := echo(t, listen(t), func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 	c, err := Dial(context.Background(), "", "tcp", addr)

@@ -14,9 +14,9 @@ import (
 // on its node, moved along with the VM when it migrates.
 type networkClient struct{ caller }
 
-// setupNodes makes every node's bridge and overlay exist. It is idempotent,
-// and runs again whenever the plugin restarts.
-func (n networkClient) setupNodes(ctx context.Context, c *sdk.Client, nodes []string) error {
+// setupNodes makes every node's bridge and overlay exist through c. It is
+// idempotent, and runs again whenever the plugin restarts.
+func setupNodes(ctx context.Context, c caller, nodes []string) error {
 	for _, node := range nodes {
 		peers := make([]string, 0, len(nodes)-1)
 		for _, p := range nodes {
@@ -24,9 +24,9 @@ func (n networkClient) setupNodes(ctx context.Context, c *sdk.Client, nodes []st
 				peers = append(peers, p)
 			}
 		}
-		cctx, cancel := context.WithTimeout(ctx, n.timeout)
-		_, err := c.Network.SetupNode(cctx, &pb.SetupNodeRequest{Node: node, Peers: peers})
-		cancel()
+		_, err := call(ctx, c, "SetupNode", func(ctx context.Context, cl *sdk.Client) (*pb.SetupNodeResponse, error) {
+			return cl.Network.SetupNode(ctx, &pb.SetupNodeRequest{Node: node, Peers: peers})
+		})
 		if err != nil {
 			return fmt.Errorf("setting up node %s's network: %w", node, err)
 		}
@@ -94,12 +94,10 @@ func (h *Host) startNetwork(ctx context.Context, np *supervisor.Plugin) error {
 	for i, n := range h.cfg.Nodes {
 		nodes[i] = n.Name
 	}
-	np.OnStart(func(ctx context.Context, c *sdk.Client) error { return h.net.setupNodes(ctx, c, nodes) })
-	c, err := np.Client()
-	if err != nil {
-		return err
-	}
-	return h.net.setupNodes(ctx, c, nodes)
+	np.OnStart(func(ctx context.Context, c *sdk.Client) error {
+		return setupNodes(ctx, direct(np.Name(), c, h.cfg.Loop.CallTimeout), nodes)
+	})
+	return setupNodes(ctx, h.net.caller, nodes)
 }
 
 // reconcilePorts leaves each VM exactly one port, on the node it runs on,

@@ -74,6 +74,8 @@ func Launch(opts LaunchOptions) (*Launched, error) {
 		SyncStderr: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
+			grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
+			grpc.WithWriteBufferSize(ioBufferBytes), grpc.WithReadBufferSize(ioBufferBytes),
 		},
 	})
 	rpc, err := pc.Client()

@@ -1,7 +1,5 @@
 package policy
 
-import "fmt"
-
 // dbCPUWant sizes vCPUs for the statements the database runs: the mean
 // count of connections running one over the last db_active_window, times
 // db_cpu_per_active_connection. It reacts within seconds where load1, a
@@ -22,8 +20,8 @@ func dbCPUWant(cfg Config, w Window) want {
 	}
 	active := sum / float64(count)
 	need := active * cfg.DBCPUPerActiveConnection * 1000
-	return want{base: need, ok: true, why: fmt.Sprintf("db active connections %.2f over %s x %g -> %s vCPU",
-		active, cfg.DBActiveWindow, cfg.DBCPUPerActiveConnection, formatVCPU(need))}
+	return want{base: need, ok: true, why: "db active connections " + fixed(active, 2) + " over " +
+		cfg.DBActiveWindow.String() + " x " + general(cfg.DBCPUPerActiveConnection, -1) + " -> " + formatVCPU(need) + " vCPU"}
 }
 
 // dbMemoryWant keeps the database's working set in memory: its peak within
@@ -35,8 +33,8 @@ func dbMemoryWant(cfg Config, w Window) want {
 		return want{}
 	}
 	need := float64(ws) + float64(cfg.DBMemoryHeadroom)
-	return want{base: need, ok: true, why: fmt.Sprintf("db working set %s+%s -> %s",
-		formatBytes(float64(ws)), formatBytes(float64(cfg.DBMemoryHeadroom)), formatBytes(need))}
+	return want{base: need, ok: true, why: "db working set " + formatBytes(float64(ws)) + "+" +
+		formatBytes(float64(cfg.DBMemoryHeadroom)) + " -> " + formatBytes(need)}
 }
 
 // atLeast is w raised to floor when floor asks for more.

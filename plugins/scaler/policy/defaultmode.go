@@ -1,9 +1,6 @@
 package policy
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // decideDefault scales vCPUs and memory independently: a memory-hungry
 // Postgres gets memory without paying for vCPUs it does not use.
@@ -37,10 +34,10 @@ func cpuWant(cfg Config, in Input, d dim, events []Event) want {
 	if load, ok := last(in.Metrics.Load1); ok {
 		sig, name := load, "load1"
 		if trend, ok := loadTrend(in.Metrics, cfg.CPUTrendHorizon); ok && trend > load {
-			sig, name = trend, fmt.Sprintf("load1 trend +%s", cfg.CPUTrendHorizon)
+			sig, name = trend, "load1 trend +"+cfg.CPUTrendHorizon.String()
 		}
 		need := sig / cfg.CPUTargetLoad * 1000
-		w = want{base: need, ok: true, why: fmt.Sprintf("%s %.2f/%.2f -> %s vCPU", name, sig, cfg.CPUTargetLoad, formatVCPU(need))}
+		w = want{base: need, ok: true, why: name + " " + fixed(sig, 2) + "/" + fixed(cfg.CPUTargetLoad, 2) + " -> " + formatVCPU(need) + " vCPU"}
 	}
 	w = w.atLeast(dbCPUWant(cfg, in.Metrics))
 	psi, _ := last(in.Metrics.CPUPressure)
@@ -57,12 +54,12 @@ func memWant(cfg Config, in Input, d dim, events []Event) want {
 	used, ok := peak(in.Metrics.MemoryUsed)
 	if used, ok := reportedUsed(used, ok, events); ok {
 		need := (used + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage
-		w = want{base: need, ok: true, why: fmt.Sprintf("peak used %s+%s/%.2f -> %s",
-			formatBytes(used), formatBytes(float64(cfg.MemoryHeadroom)), cfg.MemoryTargetUsage, formatBytes(need))}
+		w = want{base: need, ok: true, why: "peak used " + formatBytes(used) + "+" +
+			formatBytes(float64(cfg.MemoryHeadroom)) + "/" + fixed(cfg.MemoryTargetUsage, 2) + " -> " + formatBytes(need)}
 	}
 	if ws, ok := workingSet(in.Cache, cfg.CacheSlopeCut, cfg.CacheProjectionSteps); ok {
 		if need := ws / cfg.CacheTargetUsage; !w.ok || need > w.base {
-			w = want{base: need, ok: true, why: fmt.Sprintf("cache working set %s/%.2f -> %s", formatBytes(ws), cfg.CacheTargetUsage, formatBytes(need))}
+			w = want{base: need, ok: true, why: "cache working set " + formatBytes(ws) + "/" + fixed(cfg.CacheTargetUsage, 2) + " -> " + formatBytes(need)}
 		}
 	}
 	w = w.atLeast(dbMemoryWant(cfg, in.Metrics))
@@ -80,9 +77,9 @@ func (w want) pressed(d dim, psi, threshold float64, event bool) want {
 	held := d.held()
 	scaled := held * (1 + psi/100)
 	need := max(held+d.unit, scaled)
-	why := fmt.Sprintf("pressure event -> %s+1 unit", d.format(held))
+	why := "pressure event -> " + d.format(held) + "+1 unit"
 	if psi > threshold {
-		why = fmt.Sprintf("psi %.1f%% > %.4g%% -> %s x %.3f = %s", psi, threshold, d.format(held), 1+psi/100, d.format(scaled))
+		why = "psi " + fixed(psi, 1) + "% > " + general(threshold, 4) + "% -> " + d.format(held) + " x " + fixed(1+psi/100, 3) + " = " + d.format(scaled)
 		if need > scaled {
 			why += ", at least +1 unit"
 		}
@@ -108,20 +105,20 @@ func (d dim) settle(cfg Config, w want, ds *DimState, now time.Time, g gate, max
 	held := d.held()
 	if !w.ok {
 		ds.LowSince, ds.LowPeak = 0, 0
-		return move{goal: held, why: fmt.Sprintf("%s: no samples, hold %s", d.name, d.format(held))}
+		return move{goal: held, why: d.name + ": no samples, hold " + d.format(held)}
 	}
 	target := d.fit(w.base)
-	head := fmt.Sprintf("%s: %s -> %s", d.name, w.why, d.format(target))
+	head := d.name + ": " + w.why + " -> " + d.format(target)
 	switch {
 	case target > held:
 		*ds = DimState{LastUpscale: now.UnixNano()}
-		return move{goal: target, why: fmt.Sprintf("%s, up from %s", head, d.format(d.cur))}
+		return move{goal: target, why: head + ", up from " + d.format(d.cur)}
 	case target == held:
 		ds.LowSince, ds.LowPeak = 0, 0
 		return move{goal: held, why: head + ", hold"}
 	case target > held-d.unit || target > held*(1-cfg.DownscaleMargin):
 		ds.LowSince, ds.LowPeak = 0, 0
-		return move{goal: held, why: fmt.Sprintf("%s, hold %s (within the %.0f%% downscale margin)", head, d.format(held), cfg.DownscaleMargin*100)}
+		return move{goal: held, why: head + ", hold " + d.format(held) + " (within the " + fixed(cfg.DownscaleMargin*100, 0) + "% downscale margin)"}
 	}
 
 	// A peak at or above the current size is left over from before the
@@ -131,15 +128,15 @@ func (d dim) settle(cfg Config, w want, ds *DimState, now time.Time, g gate, max
 	}
 	ds.LowPeak = max(ds.LowPeak, target)
 	hold := func(cond string) move {
-		return move{goal: held, why: fmt.Sprintf("%s, hold %s (%s)", head, d.format(held), cond)}
+		return move{goal: held, why: head + ", hold " + d.format(held) + " (" + cond + ")"}
 	}
 	low := since(now, ds.LowSince)
 	if low < cfg.DownscaleStabilization {
-		return hold(fmt.Sprintf("low for %s of %s", low, cfg.DownscaleStabilization))
+		return hold("low for " + low.String() + " of " + cfg.DownscaleStabilization.String())
 	}
 	if ds.LastUpscale != 0 {
 		if up := since(now, ds.LastUpscale); up < cfg.DownscaleCooldownAfterUpscale {
-			return hold(fmt.Sprintf("upscaled %s ago, cooldown %s", up, cfg.DownscaleCooldownAfterUpscale))
+			return hold("upscaled " + up.String() + " ago, cooldown " + cfg.DownscaleCooldownAfterUpscale.String())
 		}
 	}
 	if !g.open {
@@ -150,7 +147,7 @@ func (d dim) settle(cfg Config, w want, ds *DimState, now time.Time, g gate, max
 		steps = 1
 	}
 	goal := max(ds.LowPeak, d.fit(held-float64(steps)*d.unit))
-	why := fmt.Sprintf("%s, down from %s to %s (highest goal over %s low; at most %d units a step)", head, d.format(d.cur), d.format(goal), low, steps)
+	why := head + ", down from " + d.format(d.cur) + " to " + d.format(goal) + " (highest goal over " + low.String() + " low; at most " + itoa(steps) + " units a step)"
 	if g.why != "" {
 		why += "; " + g.why
 	}
@@ -177,12 +174,12 @@ func refusalGate(cfg Config, in Input) gate {
 	}
 	wait := backoff(cfg.RefusalBackoff, cfg.RefusalBackoffMax, n)
 	if left := wait - in.Now.Sub(in.LastRefusal); left > 0 {
-		return gate{why: fmt.Sprintf("guest refused %d times, back-off %s, next try in %s", n, wait, left)}
+		return gate{why: "guest refused " + itoa(n) + " times, back-off " + wait.String() + ", next try in " + left.String()}
 	}
 	if n >= cfg.MaxRefusals {
-		return gate{open: true, force: true, why: fmt.Sprintf("forced one-unit step after %d refusals: the guest may not veto", n)}
+		return gate{open: true, force: true, why: "forced one-unit step after " + itoa(n) + " refusals: the guest may not veto"}
 	}
-	return gate{open: true, why: fmt.Sprintf("retry after %d refusals", n)}
+	return gate{open: true, why: "retry after " + itoa(n) + " refusals"}
 }
 
 // backoff is base doubled for each refusal after the first, capped at most.

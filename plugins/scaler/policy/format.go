@@ -32,6 +32,17 @@ func formatBytes(b float64) string {
 	return decimal(b, places) + units[exp:exp+1] + "iB"
 }
 
+// Reasons are built with these and +, not fmt: a trace replay formats
+// millions of them, and fmt's reflection cost more than the decisions.
+
+// fixed prints x with exactly places decimals, as %.Nf does.
+func fixed(x float64, places int) string { return strconv.FormatFloat(x, 'f', places, 64) }
+
+// general prints x as %g does (prec -1) or %.Ng.
+func general(x float64, prec int) string { return strconv.FormatFloat(x, 'g', prec, 64) }
+
+func itoa[T ~int | ~uint32](n T) string { return strconv.FormatInt(int64(n), 10) }
+
 // decimal prints x with at most places decimals, without trailing zeros.
 func decimal(x float64, places int) string {
 	s := strconv.FormatFloat(x, 'f', places, 64)

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"math"
 	"strings"
 )
@@ -34,39 +33,39 @@ func decideNeon(cfg Config, in Input) Output {
 	}
 	if load, ok := last(in.Metrics.Load1); ok {
 		consider(load/cfg.CPUTargetLoad/cfg.NeonCUVCPUs,
-			fmt.Sprintf("cpu load1 %.2f/%.2f/%.4g vCPU = %.3f CU", load, cfg.CPUTargetLoad, cfg.NeonCUVCPUs, load/cfg.CPUTargetLoad/cfg.NeonCUVCPUs))
+			"cpu load1 "+fixed(load, 2)+"/"+fixed(cfg.CPUTargetLoad, 2)+"/"+general(cfg.NeonCUVCPUs, 4)+" vCPU = "+fixed(load/cfg.CPUTargetLoad/cfg.NeonCUVCPUs, 3)+" CU")
 	}
 	latest, ok := last(in.Metrics.MemoryUsed)
 	if used, ok := reportedUsed(latest, ok, events); ok {
 		cu := (used + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage / cuMem
-		consider(cu, fmt.Sprintf("mem (%s+%s)/%.2f/%s = %.3f CU", formatBytes(used), formatBytes(float64(cfg.MemoryHeadroom)), cfg.MemoryTargetUsage, formatBytes(cuMem), cu))
+		consider(cu, "mem ("+formatBytes(used)+"+"+formatBytes(float64(cfg.MemoryHeadroom))+")/"+fixed(cfg.MemoryTargetUsage, 2)+"/"+formatBytes(cuMem)+" = "+fixed(cu, 3)+" CU")
 	}
 	if ws, ok := workingSet(in.Cache, cfg.CacheSlopeCut, cfg.CacheProjectionSteps); ok {
 		cu := ws / cfg.CacheTargetUsage / cuMem
-		consider(cu, fmt.Sprintf("cache %s/%.2f/%s = %.3f CU", formatBytes(ws), cfg.CacheTargetUsage, formatBytes(cuMem), cu))
+		consider(cu, "cache "+formatBytes(ws)+"/"+fixed(cfg.CacheTargetUsage, 2)+"/"+formatBytes(cuMem)+" = "+fixed(cu, 3)+" CU")
 	}
 	// The monitor's request is an upscale by one compute unit over the
 	// current size, whatever the periodic metrics say.
 	if hasEvent(events, EventMemoryPressure) {
-		consider(current+1, fmt.Sprintf("memory pressure event: %.3f+1 CU", current))
+		consider(current+1, "memory pressure event: "+fixed(current, 3)+"+1 CU")
 	}
 	if !have {
 		return Output{
 			Goal:   sizeOf(cpu.held(), mem.held()),
-			Reason: fmt.Sprintf("neon: no samples, hold %s vCPU/%s", formatVCPU(cpu.held()), formatBytes(mem.held())),
+			Reason: "neon: no samples, hold " + formatVCPU(cpu.held()) + " vCPU/" + formatBytes(mem.held()),
 			State:  st,
 		}
 	}
 	if floor := current - neonMaxDownscaleCU; goal < floor {
-		parts = append(parts, fmt.Sprintf("downscale limited to %d CU below %.3f", neonMaxDownscaleCU, current))
+		parts = append(parts, "downscale limited to "+itoa(neonMaxDownscaleCU)+" CU below "+fixed(current, 3))
 		goal = floor
 	}
 	rounded := math.Ceil(goal/neonCUStep-1e-9) * neonCUStep
 	vcpu, memory := cpu.fit(rounded*cuVCPU), mem.fit(rounded*cuMem)
-	reason := fmt.Sprintf("neon: %s; goal %.3f -> %.4g CU -> %s vCPU/%s",
-		strings.Join(parts, ", "), goal, rounded, formatVCPU(vcpu), formatBytes(memory))
+	reason := "neon: " + strings.Join(parts, ", ") + "; goal " + fixed(goal, 3) + " -> " + general(rounded, 4) +
+		" CU -> " + formatVCPU(vcpu) + " vCPU/" + formatBytes(memory)
 	if in.Refusals > 0 {
-		reason += fmt.Sprintf("; %d refusals: the guest may veto (neon never forces)", in.Refusals)
+		reason += "; " + itoa(in.Refusals) + " refusals: the guest may veto (neon never forces)"
 	}
 	return Output{Goal: sizeOf(vcpu, memory), Reason: reason, State: st}
 }

@@ -1,7 +1,5 @@
 package policy
 
-import "fmt"
-
 // Peak is the peak mode's memory of a VM: the highest load1 and used memory
 // it has ever reported.
 type Peak struct {
@@ -35,13 +33,13 @@ func decidePeak(cfg Config, in Input) Output {
 	cwhy := "cpu: no samples, hold " + cpu.format(c)
 	if p.CPUSeen {
 		c = cpu.fit(p.Load / cfg.CPUTargetLoad * 1000)
-		cwhy = fmt.Sprintf("cpu: peak load1 %.2f/%.2f -> %s vCPU", p.Load, cfg.CPUTargetLoad, cpu.format(c))
+		cwhy = "cpu: peak load1 " + fixed(p.Load, 2) + "/" + fixed(cfg.CPUTargetLoad, 2) + " -> " + cpu.format(c) + " vCPU"
 	}
 	mwhy := "mem: no samples, hold " + mem.format(m)
 	if p.MemSeen {
 		need := (float64(p.Used) + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage
 		m = mem.fit(need)
-		mwhy = fmt.Sprintf("mem: peak used %s+%s/%.2f -> %s", formatBytes(float64(p.Used)), formatBytes(float64(cfg.MemoryHeadroom)), cfg.MemoryTargetUsage, mem.format(m))
+		mwhy = "mem: peak used " + formatBytes(float64(p.Used)) + "+" + formatBytes(float64(cfg.MemoryHeadroom)) + "/" + fixed(cfg.MemoryTargetUsage, 2) + " -> " + mem.format(m)
 	}
 	return Output{Goal: sizeOf(c, m), Reason: "peak: " + cwhy + "; " + mwhy, State: st}
 }

@@ -1,7 +1,5 @@
 package policy
 
-import "fmt"
-
 // VPA's fixed percentiles for the range a current size may stay in; the
 // target percentile is configurable.
 const (
@@ -96,13 +94,13 @@ func (d dim) recommend(cfg Config, h *histogram, b bucketing) (float64, string) 
 		return d.fit(v * (1 + cfg.PercentileMargin))
 	}
 	if _, ok := h.percentile(b, cfg.PercentileTarget); !ok {
-		return held, fmt.Sprintf("%s: no samples, hold %s", d.name, d.format(held))
+		return held, d.name + ": no samples, hold " + d.format(held)
 	}
 	lower, target, upper := at(vpaLowerPercentile), at(cfg.PercentileTarget), at(max(vpaUpperPercentile, cfg.PercentileTarget))
-	why := fmt.Sprintf("%s: p%g %s +%g%% -> %s, keep in [%s, %s]", d.name, 100*cfg.PercentileTarget,
-		d.format(target/(1+cfg.PercentileMargin)), 100*cfg.PercentileMargin, d.format(target), d.format(lower), d.format(upper))
+	why := d.name + ": p" + general(100*cfg.PercentileTarget, -1) + " " + d.format(target/(1+cfg.PercentileMargin)) +
+		" +" + general(100*cfg.PercentileMargin, -1) + "% -> " + d.format(target) + ", keep in [" + d.format(lower) + ", " + d.format(upper) + "]"
 	if held < lower || held > upper {
-		return target, fmt.Sprintf("%s, %s out of range", why, d.format(held))
+		return target, why + ", " + d.format(held) + " out of range"
 	}
-	return held, fmt.Sprintf("%s, hold %s", why, d.format(held))
+	return held, why + ", hold " + d.format(held)
 }

@@ -29,21 +29,45 @@ type fleet struct {
 	// window of every decision reads them.
 	times []int64
 
+	// present[i][k] counts the steps before k that VM i is present in, so
+	// that a window without gaps is known in O(1).
+	present [][]int32
+
 	mu   sync.Mutex
 	step int
-	// size is what each VM has now; inForce[k] is what it had during step
-	// k, the size the step's demand is measured against.
+	// size is what each VM has now; inForce[i][k] is what VM i had during
+	// step k, the size the step's demand is measured against.
 	size    []model.Size
 	inForce [][]model.Size
+	// What each VM's guest reported for each step so far, computed once
+	// when the step begins: windows overlap by all but one step, and are
+	// cut from these instead of being rebuilt.
+	cpuPSI, memPSI [][]float64
+	used           [][]uint64
 
 	migrations, denied, partial atomic.Int64
 }
 
 func newFleet(g *Grid, window int, initial []model.Size) *fleet {
-	f := &fleet{grid: g, window: window, index: map[string]int{}, times: make([]int64, g.Steps), size: initial, inForce: make([][]model.Size, len(g.VMs))}
+	n := len(g.VMs)
+	f := &fleet{
+		grid: g, window: window, index: map[string]int{}, times: make([]int64, g.Steps), present: make([][]int32, n),
+		size: initial, inForce: make([][]model.Size, n), cpuPSI: make([][]float64, n), memPSI: make([][]float64, n), used: make([][]uint64, n),
+	}
 	for i, s := range g.VMs {
 		f.index[s.ID] = i
+		f.present[i] = make([]int32, g.Steps+1)
+		for k, p := range s.Present {
+			f.present[i][k+1] = f.present[i][k]
+			if p {
+				f.present[i][k+1]++
+			}
+		}
 		f.inForce[i] = make([]model.Size, g.Steps)
+		f.cpuPSI[i] = make([]float64, g.Steps)
+		if s.Mem != nil {
+			f.memPSI[i], f.used[i] = make([]float64, g.Steps), make([]uint64, g.Steps)
+		}
 	}
 	for k := range f.times {
 		f.times[k] = f.at(k).UnixNano()
@@ -52,13 +76,22 @@ func newFleet(g *Grid, window int, initial []model.Size) *fleet {
 }
 
 // begin starts step k: the sizes decided at the end of step k-1 are those
-// its demand meets.
+// its demand meets, and what each guest reports for the step follows.
 func (f *fleet) begin(k int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.step = k
-	for i := range f.size {
-		f.inForce[i][k] = f.size[i]
+	for i, s := range f.grid.VMs {
+		alloc := f.size[i]
+		f.inForce[i][k] = alloc
+		if !s.Present[k] {
+			continue
+		}
+		f.cpuPSI[i][k] = stalled(s.CPU[k], float64(alloc.VCPUMilli)/1000)
+		if s.Mem != nil {
+			f.used[i][k] = min(s.Mem[k], alloc.MemoryBytes)
+			f.memPSI[i][k] = stalled(float64(s.Mem[k]), float64(alloc.MemoryBytes))
+		}
 	}
 }
 
@@ -87,28 +120,35 @@ func (f *fleet) Window(vm string) (*pb.MetricsWindow, []*pb.GuestEvent, bool) {
 		return nil, nil, false
 	}
 	s := &f.grid.VMs[i]
-	from := max(0, f.step-f.window+1)
-	n := f.step - from + 1
-	// One array backs the float columns: a window is built per VM per step.
-	floats := make([]float64, 3*n)
-	w := &pb.MetricsWindow{TUnixNano: make([]int64, 0, n), Load1: floats[:0:n], CpuPressureAvg10: floats[n : n : 2*n]}
-	if s.Mem != nil {
-		w.MemoryUsedBytes, w.MemoryPressureAvg10 = make([]uint64, 0, n), floats[2*n:2*n:3*n]
+	from, to := max(0, f.step-f.window+1), f.step+1
+	// The columns are shared, not copied: the loop only reads a window,
+	// and steps before this one never change again. The capacity is cut
+	// so that an append could not write into them.
+	w := &pb.MetricsWindow{
+		TUnixNano: f.times[from:to:to], Load1: s.CPU[from:to:to], CpuPressureAvg10: f.cpuPSI[i][from:to:to],
 	}
-	for k := from; k <= f.step; k++ {
+	if s.Mem != nil {
+		w.MemoryUsedBytes, w.MemoryPressureAvg10 = f.used[i][from:to:to], f.memPSI[i][from:to:to]
+	}
+	if int(f.present[i][to]-f.present[i][from]) == to-from {
+		return w, nil, true
+	}
+	// A gap in the trace: only the steps it covers were reported.
+	g := &pb.MetricsWindow{}
+	for k := from; k < to; k++ {
 		if !s.Present[k] {
 			continue
 		}
-		alloc := f.inForce[i][k]
-		w.TUnixNano = append(w.TUnixNano, f.times[k])
-		w.Load1 = append(w.Load1, s.CPU[k])
-		w.CpuPressureAvg10 = append(w.CpuPressureAvg10, stalled(s.CPU[k], float64(alloc.VCPUMilli)/1000))
+		j := k - from
+		g.TUnixNano = append(g.TUnixNano, w.TUnixNano[j])
+		g.Load1 = append(g.Load1, w.Load1[j])
+		g.CpuPressureAvg10 = append(g.CpuPressureAvg10, w.CpuPressureAvg10[j])
 		if s.Mem != nil {
-			w.MemoryUsedBytes = append(w.MemoryUsedBytes, min(s.Mem[k], alloc.MemoryBytes))
-			w.MemoryPressureAvg10 = append(w.MemoryPressureAvg10, stalled(float64(s.Mem[k]), float64(alloc.MemoryBytes)))
+			g.MemoryUsedBytes = append(g.MemoryUsedBytes, w.MemoryUsedBytes[j])
+			g.MemoryPressureAvg10 = append(g.MemoryPressureAvg10, w.MemoryPressureAvg10[j])
 		}
 	}
-	return w, nil, true
+	return g, nil, true
 }
 
 // stalled is the percentage of demand beyond capacity.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -45,6 +46,56 @@ func TestV2WritesCPUMaxAndEnablesTheController(t *testing.T) {
 	require.Equal(t, "25000 100000", read(t, filepath.Join(dir, "cpu.max")))
 	require.NoError(t, c.Unlimit("pg-1@node-a"))
 	require.Equal(t, "max 100000", read(t, filepath.Join(dir, "cpu.max")), "no cap while a migration runs")
+}
+
+// Each VM weighs as many busy threads as it has vCPUs, and the parent
+// group all of them: a cap alone does not get a VM its CPUs when others
+// contend for them.
+func TestWeightFollowsTheVCPUs(t *testing.T) {
+	for _, v := range []struct {
+		name, file      string
+		setup           func(root string) string // returns the parent group
+		vm1, vm2, alone string
+	}{
+		{"v2", "cpu.weight", func(root string) string {
+			require.NoError(t, os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpu\n"), 0o644))
+			return filepath.Join(root, "vertigo")
+		}, "150", "25", "100"},
+		{"v1", "cpu.shares", func(root string) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "cpu"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "cpu", "cpu.cfs_quota_us"), []byte("-1\n"), 0o644))
+			return filepath.Join(root, "cpu", "vertigo")
+		}, "1536", "256", "1024"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			root := t.TempDir()
+			parent := v.setup(root)
+			c, err := Detect(root)
+			require.NoError(t, err)
+			require.NoError(t, c.Limit("a", 1, 1500))
+			require.NoError(t, c.Limit("b", 2, 250))
+			require.Equal(t, v.vm1, read(t, filepath.Join(parent, "a", v.file)))
+			require.Equal(t, v.vm2, read(t, filepath.Join(parent, "b", v.file)))
+			sum := func(a, b string) string {
+				x, _ := strconv.Atoi(a)
+				y, _ := strconv.Atoi(b)
+				return strconv.Itoa(x + y)
+			}
+			require.Equal(t, sum(v.vm1, v.vm2), read(t, filepath.Join(parent, v.file)), "the parent weighs all its VMs")
+
+			require.NoError(t, c.SetQuota("b", 1500))
+			require.Equal(t, sum(v.vm1, v.vm1), read(t, filepath.Join(parent, v.file)), "a resize reweighs the parent")
+
+			// A fake group's files are not removed with it as the kernel's
+			// are: remove them first.
+			require.NoError(t, os.RemoveAll(filepath.Join(parent, "b")))
+			require.NoError(t, c.Remove("b"))
+			require.Equal(t, v.vm1, read(t, filepath.Join(parent, v.file)))
+			require.NoError(t, os.RemoveAll(filepath.Join(parent, "a")))
+			require.NoError(t, c.Remove("a"))
+			require.Equal(t, v.alone, read(t, filepath.Join(parent, v.file)), "never below one thread")
+		})
+	}
 }
 
 func TestV1WritesPeriodThenQuota(t *testing.T) {
@@ -95,4 +146,5 @@ func TestLimitsARealProcess(t *testing.T) {
 	} else {
 		require.Equal(t, "25000", read(t, filepath.Join(c.Dir(t.Name()), "cpu.cfs_quota_us")))
 	}
+	require.Equal(t, strconv.FormatInt(c.Weight(250), 10), read(t, filepath.Join(c.Dir(t.Name()), c.weightFile())), "the kernel took the weight")
 }

@@ -393,14 +393,23 @@ func alive(pid int) bool {
 // killQEMUs ends every QEMU the test's hypervisor started: VMs outlive
 // hosts by design, so a test must end them itself.
 func killQEMUs(t *testing.T, runDir string) {
+	for _, pid := range qemusOf(runDir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// qemusOf are the pids of the QEMUs whose command line names runDir.
+func qemusOf(runDir string) []int {
+	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err == nil && strings.Contains(string(cmdline), runDir) && strings.Contains(string(cmdline), "qemu") {
 			var pid int
 			if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				pids = append(pids, pid)
 			}
 		}
 	}
+	return pids
 }

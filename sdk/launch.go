@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"syscall"
 
@@ -23,6 +24,9 @@ type LaunchOptions struct {
 	// config file's directory, so that relative paths in a plugin's config
 	// mean the same as relative paths in the host's.
 	Dir string
+	// Env is added to the host's environment for the plugin ("KEY=value"),
+	// and wins over it.
+	Env []string
 	// Logger receives the plugin's logs, re-emitted under this logger.
 	Logger hclog.Logger
 }
@@ -56,6 +60,7 @@ func Launch(opts LaunchOptions) (*Launched, error) {
 	}
 	cmd := exec.Command(opts.Path, opts.Args...)
 	cmd.Dir = opts.Dir
+	cmd.Env = append(os.Environ(), opts.Env...)
 	// A process group of its own: a Ctrl-C at the host's terminal reaches
 	// the host, which then stops its plugins in order, instead of killing
 	// plugins under a host that is still using them.
@@ -67,7 +72,9 @@ func Launch(opts LaunchOptions) (*Launched, error) {
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		Logger:           logger,
+		// The environment is cmd.Env, where Env follows the host's.
+		SkipHostEnv: true,
+		Logger:      logger,
 		// Whatever the plugin prints to stdout or stderr after the
 		// handshake (fmt, the log package) is kept, as log lines.
 		SyncStdout: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),

@@ -1,6 +1,8 @@
 package sdk
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -52,4 +54,19 @@ func TestFieldErrorsText(t *testing.T) {
 func TestLaunchRefusesMalformedPin(t *testing.T) {
 	_, err := Launch(LaunchOptions{Path: "/bin/true", SHA256: "abc"})
 	require.ErrorContains(t, err, "want 64 hex characters")
+}
+
+// A plugin gets the host's environment with Env on top: Env wins.
+func TestLaunchPassesTheEnvironment(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "env")
+	t.Setenv("GOMAXPROCS", "7")
+	t.Setenv("VERTIGO_TEST_HOST", "host")
+	_, err := Launch(LaunchOptions{
+		Path: "/bin/sh", Args: []string{"-c", `echo "$GOMAXPROCS $VERTIGO_TEST_HOST" > ` + out},
+		Env: []string{"GOMAXPROCS=1"},
+	})
+	require.Error(t, err, "a shell is no plugin")
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, "1 host\n", string(got))
 }

@@ -56,6 +56,9 @@ type Config struct {
 	// Parallel bounds how many VMs are resized at once (a guest's consent
 	// may take up to ConsentTimeout; one slow guest must not stall others).
 	Parallel int
+	// Brief asks the scaler for goals without reasons, for a caller that
+	// keeps none (a trace replay); decisions are recorded without them.
+	Brief bool
 }
 
 // Controller runs decisions. Passes are serialised, so two passes never
@@ -167,7 +170,7 @@ func (c *Controller) pass(ctx context.Context, vms []model.VM) error {
 		return nil
 	}
 	now := c.cfg.Clock.Now()
-	req := &pb.DecideRequest{NowUnixNano: now.UnixNano()}
+	req := &pb.DecideRequest{NowUnixNano: now.UnixNano(), Brief: c.cfg.Brief}
 	var due []model.VM
 	for _, vm := range vms {
 		if vm.Phase != model.PhaseRunning {
@@ -199,7 +202,7 @@ func (c *Controller) pass(ctx context.Context, vms []model.VM) error {
 		}
 		return fmt.Errorf("scaler: %w", err)
 	}
-	goals, problems := checkDecisions(due, resp)
+	goals, problems := checkDecisions(due, resp, !c.cfg.Brief)
 	for _, p := range problems {
 		c.log.Warn("refusing part of the scaler's reply", "problem", p)
 		c.cfg.Recorder.Decision(OutcomeMalformed)
@@ -408,11 +411,22 @@ func (c *Controller) checkGrant(log hclog.Logger, vm model.VM, want model.Size, 
 }
 
 // plan asks placement which VMs should move off nodes above their
-// watermark, and carries the plan out when a Migrator is configured.
+// watermark, and carries the plan out when a Migrator is configured. With
+// no node above its watermark there is nothing to move, and no call: the
+// store holds every reservation placement does (placement is replayed from
+// it), and a trace replay, one tick per step, spent a tenth of its CPU on
+// plans that could only be empty.
 func (c *Controller) plan(ctx context.Context) error {
-	plans, err := c.cfg.Placement.PlanMigrations(ctx)
+	above, err := c.anyAboveWatermark(ctx)
 	if err != nil {
-		return fmt.Errorf("placement plan: %w", err)
+		return err
+	}
+	var plans []*pb.Migration
+	if above {
+		plans, err = c.cfg.Placement.PlanMigrations(ctx)
+		if err != nil {
+			return fmt.Errorf("placement plan: %w", err)
+		}
 	}
 	c.plansMu.Lock()
 	c.plans = plans
@@ -426,6 +440,36 @@ func (c *Controller) plan(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// anyAboveWatermark reports whether some node's reservations exceed its
+// watermark in either dimension, as placement floors it; within a
+// millionth counts as above, so rounding never skips a plan.
+func (c *Controller) anyAboveWatermark(ctx context.Context) (bool, error) {
+	nodes, err := c.cfg.Store.ListNodes(ctx)
+	if err != nil {
+		return false, fmt.Errorf("listing nodes: %w", err)
+	}
+	vms, err := c.cfg.Store.ListVMs(ctx)
+	if err != nil {
+		return false, fmt.Errorf("listing VMs: %w", err)
+	}
+	reserved := make(map[string]model.Size, len(nodes))
+	for _, vm := range vms {
+		if vm.Node != "" {
+			r := reserved[vm.Node]
+			reserved[vm.Node] = model.Size{VCPUMilli: r.VCPUMilli + vm.Reserved.VCPUMilli, MemoryBytes: r.MemoryBytes + vm.Reserved.MemoryBytes}
+		}
+	}
+	over := func(used, capacity, watermark float64) bool { return used > watermark*capacity*(1-1e-6) }
+	for _, n := range nodes {
+		r := reserved[n.Name]
+		if over(float64(r.VCPUMilli), float64(n.Capacity.VCPUMilli), n.Watermark) ||
+			over(float64(r.MemoryBytes), float64(n.Capacity.MemoryBytes), n.Watermark) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Migrate moves a VM to another node now (an operator's request).

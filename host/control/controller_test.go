@@ -291,3 +291,51 @@ func TestFailedMigrationLeavesTheVMWhereItWas(t *testing.T) {
 	require.Equal(t, "failed", ms[0].State)
 	require.Contains(t, ms[0].Error, "destination died")
 }
+
+// Placement is asked for a plan only while a node is above its watermark:
+// below it there is nothing to move, and the round trip is saved.
+func TestPlansOnlyWhenANodeIsAboveItsWatermark(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, "a")
+	_, err := r.store.PutNode(ctx, model.Node{Name: "n1", Capacity: model.Size{VCPUMilli: 4000, MemoryBytes: 8 * gib}, Watermark: 0.5})
+	require.NoError(t, err)
+	r.pl.plans = []*pb.Migration{{Vm: "a", From: "n1", To: "n2", Reason: "n1 is hot"}}
+
+	require.NoError(t, r.ctrl.Tick(ctx), "1 of the 2 vCPUs under the watermark reserved")
+	require.Zero(t, r.pl.planCalls)
+	require.Empty(t, r.ctrl.Plans())
+
+	r.sc.goals["a"] = model.Size{VCPUMilli: 2250, MemoryBytes: gib}
+	require.NoError(t, r.ctrl.Tick(ctx))
+	require.Equal(t, model.Size{VCPUMilli: 2250, MemoryBytes: gib}, r.vm(t, "a").Reserved)
+	require.Equal(t, 1, r.pl.planCalls, "2.25 vCPUs reserved: above the watermark")
+	require.Len(t, r.ctrl.Plans(), 1)
+
+	r.sc.goals["a"] = model.Size{VCPUMilli: 1000, MemoryBytes: 5 * gib}
+	require.NoError(t, r.ctrl.Tick(ctx))
+	require.Equal(t, 2, r.pl.planCalls, "5GiB of 8GiB: memory alone is above it too")
+}
+
+// A brief controller asks for no reasons and records none: nothing reads
+// them in a trace replay.
+func TestBriefRecordsNoReason(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t, "a")
+	r.ctrl = New(Config{Store: r.store, Scaler: r.sc, Placement: r.pl, Hypervisor: r.hv, Guests: staticGuests{}, Clock: r.clock, Recorder: r.rec, Brief: true})
+	r.sc.reply = func(req *pb.DecideRequest) (*pb.DecideResponse, error) {
+		return &pb.DecideResponse{Decisions: []*pb.ScalerDecision{{Vm: "a", Goal: model.Size{VCPUMilli: 1500, MemoryBytes: gib}.Proto()}}}, nil
+	}
+	require.NoError(t, r.ctrl.Tick(ctx))
+	require.True(t, r.sc.asked[0].GetBrief())
+	vm := r.vm(t, "a")
+	require.Equal(t, model.Size{VCPUMilli: 1500, MemoryBytes: gib}, vm.Size)
+	require.Empty(t, vm.LastDecision.Reason)
+
+	r = newRig(t, "a")
+	r.sc.reply = func(req *pb.DecideRequest) (*pb.DecideResponse, error) {
+		return &pb.DecideResponse{Decisions: []*pb.ScalerDecision{{Vm: "a", Goal: model.Size{VCPUMilli: 1500, MemoryBytes: gib}.Proto()}}}, nil
+	}
+	require.NoError(t, r.ctrl.Tick(ctx))
+	require.False(t, r.sc.asked[0].GetBrief())
+	require.Equal(t, "(the scaler gave no reason)", r.vm(t, "a").LastDecision.Reason, "asked for and missing: said so")
+}

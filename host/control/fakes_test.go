@@ -54,6 +54,8 @@ type capacityPlacement struct {
 	refuse    map[string]string // VM upserts refused, with the message
 	onApply   func(*pb.PlacementEvent)
 	overgrant bool
+	plans     []*pb.Migration // what PlanMigrations proposes
+	planCalls int
 }
 
 func (p *capacityPlacement) Reset(context.Context) error { return nil }
@@ -100,7 +102,12 @@ func (p *capacityPlacement) Place(context.Context, *pb.PlaceRequest) (*pb.PlaceR
 	return &pb.PlaceResponse{Node: "n1"}, nil
 }
 
-func (p *capacityPlacement) PlanMigrations(context.Context) ([]*pb.Migration, error) { return nil, nil }
+func (p *capacityPlacement) PlanMigrations(context.Context) ([]*pb.Migration, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.planCalls++
+	return p.plans, nil
+}
 
 // fakeHypervisor resizes instantly, checks that growth never outruns the
 // reservation in the store, and can refuse or fail.

@@ -23,8 +23,9 @@ type goal struct {
 // checkDecisions matches the scaler's reply to the VMs asked about. A reply
 // the host cannot trust for a VM (missing, duplicated, nonsensical) leaves
 // that VM as it is; a goal outside the VM's bounds is clamped. Problems are
-// returned so they are logged and counted, never silently dropped.
-func checkDecisions(vms []model.VM, resp *pb.DecideResponse) (map[string]goal, []string) {
+// returned so they are logged and counted, never silently dropped. A
+// missing reason is said to be missing when reasons were asked for.
+func checkDecisions(vms []model.VM, resp *pb.DecideResponse, reasons bool) (map[string]goal, []string) {
 	byName := make(map[string]*model.VM, len(vms))
 	for i := range vms {
 		byName[vms[i].Name] = &vms[i]
@@ -56,7 +57,7 @@ func checkDecisions(vms []model.VM, resp *pb.DecideResponse) (map[string]goal, [
 			continue
 		}
 		g := goal{size: model.SizeFrom(d.GetGoal()), reason: d.GetReason(), state: d.GetState(), force: d.GetForceDownscale()}
-		if g.reason == "" {
+		if g.reason == "" && reasons {
 			g.reason = "(the scaler gave no reason)"
 		}
 		if len(g.state) > maxScalerState {

@@ -107,6 +107,8 @@ func replay(ctx context.Context, g *Grid, p Policy, o Options, progress func()) 
 		// Resizes take no time here: one at a time costs nothing, and the
 		// loop then runs them inline, with no goroutine per VM per step.
 		Parallel: 1,
+		// Nothing reads the reasons of a replay's decisions.
+		Brief: true,
 	})
 	for k := range g.Steps {
 		f.begin(k)

@@ -95,6 +95,7 @@ func (p *plugin) Decide(_ context.Context, req *pb.DecideRequest) (*pb.DecideRes
 		if err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "vms[%d].%v", i, err)
 		}
+		in.Brief = req.GetBrief()
 		// Bad state must not wedge a VM: start afresh and say so.
 		var note string
 		cached, hit := lookup(prev, vm.GetVm(), vm.GetState())

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vertigo-autoscaler/vertigo/plugins/scaler/policy"
 	"github.com/vertigo-autoscaler/vertigo/sdk"
@@ -317,5 +318,23 @@ func TestReadmeDocumentsEveryAttribute(t *testing.T) {
 	require.NoError(t, err)
 	for _, a := range configSchema().GetAttributes() {
 		require.Contains(t, string(readme), "| `"+a.GetName()+"` |", "README.md has no row for %s", a.GetName())
+	}
+}
+
+// A brief request gets the same decisions without their reasons.
+func TestBriefRequestGetsNoReasons(t *testing.T) {
+	ctx := context.Background()
+	full, err := sdktest.Connect(t, newPlugin()).Scaler.Decide(ctx, request(vmInput("pg-1", 3.2, gib), vmInput("pg-2", 0.1, 3*gib)))
+	require.NoError(t, err)
+	req := request(vmInput("pg-1", 3.2, gib), vmInput("pg-2", 0.1, 3*gib))
+	req.Brief = true
+	brief, err := sdktest.Connect(t, newPlugin()).Scaler.Decide(ctx, req)
+	require.NoError(t, err)
+	require.Len(t, brief.GetDecisions(), 2)
+	for i, d := range brief.GetDecisions() {
+		require.Empty(t, d.GetReason())
+		require.NotEmpty(t, full.GetDecisions()[i].GetReason())
+		d.Reason = full.GetDecisions()[i].GetReason()
+		require.True(t, proto.Equal(full.GetDecisions()[i], d), "%v\n%v", full.GetDecisions()[i], d)
 	}
 }

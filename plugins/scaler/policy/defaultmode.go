@@ -14,7 +14,7 @@ func decideDefault(cfg Config, in Input) Output {
 	m := mem.settle(cfg, memWant(cfg, in, mem, events), &st.Memory, in.Now, g, cfg.MaxDownscaleStepUnitsMemory)
 	return Output{
 		Goal:           sizeOf(c.goal, m.goal),
-		Reason:         c.why + "; " + m.why,
+		Reason:         say(in.Brief, func() string { return c.why + "; " + m.why }),
 		State:          st,
 		ForceDownscale: g.force && (c.down || m.down),
 	}
@@ -32,14 +32,20 @@ type want struct {
 func cpuWant(cfg Config, in Input, d dim, events []Event) want {
 	var w want
 	if load, ok := last(in.Metrics.Load1); ok {
-		sig, name := load, "load1"
+		sig, trended := load, false
 		if trend, ok := loadTrend(in.Metrics, cfg.CPUTrendHorizon); ok && trend > load {
-			sig, name = trend, "load1 trend +"+cfg.CPUTrendHorizon.String()
+			sig, trended = trend, true
 		}
 		need := sig / cfg.CPUTargetLoad * 1000
-		w = want{base: need, ok: true, why: name + " " + fixed(sig, 2) + "/" + fixed(cfg.CPUTargetLoad, 2) + " -> " + formatVCPU(need) + " vCPU"}
+		w = want{base: need, ok: true, why: say(d.brief, func() string {
+			name := "load1"
+			if trended {
+				name = "load1 trend +" + cfg.CPUTrendHorizon.String()
+			}
+			return name + " " + fixed(sig, 2) + "/" + fixed(cfg.CPUTargetLoad, 2) + " -> " + formatVCPU(need) + " vCPU"
+		})}
 	}
-	w = w.atLeast(dbCPUWant(cfg, in.Metrics))
+	w = w.atLeast(dbCPUWant(cfg, in.Metrics, d.brief))
 	psi, _ := last(in.Metrics.CPUPressure)
 	return w.pressed(d, psi, cfg.CPUPressureThreshold, hasEvent(events, EventCPUPressure))
 }
@@ -54,15 +60,19 @@ func memWant(cfg Config, in Input, d dim, events []Event) want {
 	used, ok := peak(in.Metrics.MemoryUsed)
 	if used, ok := reportedUsed(used, ok, events); ok {
 		need := (used + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage
-		w = want{base: need, ok: true, why: "peak used " + formatBytes(used) + "+" +
-			formatBytes(float64(cfg.MemoryHeadroom)) + "/" + fixed(cfg.MemoryTargetUsage, 2) + " -> " + formatBytes(need)}
+		w = want{base: need, ok: true, why: say(d.brief, func() string {
+			return "peak used " + formatBytes(used) + "+" +
+				formatBytes(float64(cfg.MemoryHeadroom)) + "/" + fixed(cfg.MemoryTargetUsage, 2) + " -> " + formatBytes(need)
+		})}
 	}
 	if ws, ok := workingSet(in.Cache, cfg.CacheSlopeCut, cfg.CacheProjectionSteps); ok {
 		if need := ws / cfg.CacheTargetUsage; !w.ok || need > w.base {
-			w = want{base: need, ok: true, why: "cache working set " + formatBytes(ws) + "/" + fixed(cfg.CacheTargetUsage, 2) + " -> " + formatBytes(need)}
+			w = want{base: need, ok: true, why: say(d.brief, func() string {
+				return "cache working set " + formatBytes(ws) + "/" + fixed(cfg.CacheTargetUsage, 2) + " -> " + formatBytes(need)
+			})}
 		}
 	}
-	w = w.atLeast(dbMemoryWant(cfg, in.Metrics))
+	w = w.atLeast(dbMemoryWant(cfg, in.Metrics, d.brief))
 	psi, _ := last(in.Metrics.MemoryPressure)
 	return w.pressed(d, psi, cfg.MemoryPressureThreshold, hasEvent(events, EventMemoryPressure))
 }
@@ -77,17 +87,19 @@ func (w want) pressed(d dim, psi, threshold float64, event bool) want {
 	held := d.held()
 	scaled := held * (1 + psi/100)
 	need := max(held+d.unit, scaled)
-	why := "pressure event -> " + d.format(held) + "+1 unit"
-	if psi > threshold {
-		why = "psi " + fixed(psi, 1) + "% > " + general(threshold, 4) + "% -> " + d.format(held) + " x " + fixed(1+psi/100, 3) + " = " + d.format(scaled)
-		if need > scaled {
-			why += ", at least +1 unit"
-		}
-	}
 	if w.ok && w.base >= need {
 		return w
 	}
-	return want{base: need, ok: true, why: why}
+	return want{base: need, ok: true, why: say(d.brief, func() string {
+		if psi <= threshold {
+			return "pressure event -> " + d.format(held) + "+1 unit"
+		}
+		why := "psi " + fixed(psi, 1) + "% > " + general(threshold, 4) + "% -> " + d.format(held) + " x " + fixed(1+psi/100, 3) + " = " + d.format(scaled)
+		if need > scaled {
+			why += ", at least +1 unit"
+		}
+		return why
+	})}
 }
 
 // move is what one dimension does this tick.
@@ -105,20 +117,22 @@ func (d dim) settle(cfg Config, w want, ds *DimState, now time.Time, g gate, max
 	held := d.held()
 	if !w.ok {
 		ds.LowSince, ds.LowPeak = 0, 0
-		return move{goal: held, why: d.name + ": no samples, hold " + d.format(held)}
+		return move{goal: held, why: say(d.brief, func() string { return d.name + ": no samples, hold " + d.format(held) })}
 	}
 	target := d.fit(w.base)
-	head := d.name + ": " + w.why + " -> " + d.format(target)
+	head := func() string { return d.name + ": " + w.why + " -> " + d.format(target) }
 	switch {
 	case target > held:
 		*ds = DimState{LastUpscale: now.UnixNano()}
-		return move{goal: target, why: head + ", up from " + d.format(d.cur)}
+		return move{goal: target, why: say(d.brief, func() string { return head() + ", up from " + d.format(d.cur) })}
 	case target == held:
 		ds.LowSince, ds.LowPeak = 0, 0
-		return move{goal: held, why: head + ", hold"}
+		return move{goal: held, why: say(d.brief, func() string { return head() + ", hold" })}
 	case target > held-d.unit || target > held*(1-cfg.DownscaleMargin):
 		ds.LowSince, ds.LowPeak = 0, 0
-		return move{goal: held, why: head + ", hold " + d.format(held) + " (within the " + fixed(cfg.DownscaleMargin*100, 0) + "% downscale margin)"}
+		return move{goal: held, why: say(d.brief, func() string {
+			return head() + ", hold " + d.format(held) + " (within the " + fixed(cfg.DownscaleMargin*100, 0) + "% downscale margin)"
+		})}
 	}
 
 	// A peak at or above the current size is left over from before the
@@ -127,30 +141,35 @@ func (d dim) settle(cfg Config, w want, ds *DimState, now time.Time, g gate, max
 		ds.LowSince, ds.LowPeak = now.UnixNano(), target
 	}
 	ds.LowPeak = max(ds.LowPeak, target)
-	hold := func(cond string) move {
-		return move{goal: held, why: head + ", hold " + d.format(held) + " (" + cond + ")"}
+	hold := func(cond func() string) move {
+		return move{goal: held, why: say(d.brief, func() string { return head() + ", hold " + d.format(held) + " (" + cond() + ")" })}
 	}
 	low := since(now, ds.LowSince)
 	if low < cfg.DownscaleStabilization {
-		return hold("low for " + low.String() + " of " + cfg.DownscaleStabilization.String())
+		return hold(func() string { return "low for " + low.String() + " of " + cfg.DownscaleStabilization.String() })
 	}
 	if ds.LastUpscale != 0 {
 		if up := since(now, ds.LastUpscale); up < cfg.DownscaleCooldownAfterUpscale {
-			return hold("upscaled " + up.String() + " ago, cooldown " + cfg.DownscaleCooldownAfterUpscale.String())
+			return hold(func() string {
+				return "upscaled " + up.String() + " ago, cooldown " + cfg.DownscaleCooldownAfterUpscale.String()
+			})
 		}
 	}
 	if !g.open {
-		return hold(g.why)
+		return hold(func() string { return g.why })
 	}
 	steps := maxStep
 	if g.force {
 		steps = 1
 	}
 	goal := max(ds.LowPeak, d.fit(held-float64(steps)*d.unit))
-	why := head + ", down from " + d.format(d.cur) + " to " + d.format(goal) + " (highest goal over " + low.String() + " low; at most " + itoa(steps) + " units a step)"
-	if g.why != "" {
-		why += "; " + g.why
-	}
+	why := say(d.brief, func() string {
+		why := head() + ", down from " + d.format(d.cur) + " to " + d.format(goal) + " (highest goal over " + low.String() + " low; at most " + itoa(steps) + " units a step)"
+		if g.why != "" {
+			why += "; " + g.why
+		}
+		return why
+	})
 	// The next step must earn its own stabilization period.
 	ds.LowSince, ds.LowPeak = now.UnixNano(), target
 	return move{goal: goal, down: true, why: why}
@@ -174,12 +193,14 @@ func refusalGate(cfg Config, in Input) gate {
 	}
 	wait := backoff(cfg.RefusalBackoff, cfg.RefusalBackoffMax, n)
 	if left := wait - in.Now.Sub(in.LastRefusal); left > 0 {
-		return gate{why: "guest refused " + itoa(n) + " times, back-off " + wait.String() + ", next try in " + left.String()}
+		return gate{why: say(in.Brief, func() string {
+			return "guest refused " + itoa(n) + " times, back-off " + wait.String() + ", next try in " + left.String()
+		})}
 	}
 	if n >= cfg.MaxRefusals {
-		return gate{open: true, force: true, why: "forced one-unit step after " + itoa(n) + " refusals: the guest may not veto"}
+		return gate{open: true, force: true, why: say(in.Brief, func() string { return "forced one-unit step after " + itoa(n) + " refusals: the guest may not veto" })}
 	}
-	return gate{open: true, why: "retry after " + itoa(n) + " refusals"}
+	return gate{open: true, why: say(in.Brief, func() string { return "retry after " + itoa(n) + " refusals" })}
 }
 
 // backoff is base doubled for each refusal after the first, capped at most.

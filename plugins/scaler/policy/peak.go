@@ -30,16 +30,22 @@ func decidePeak(cfg Config, in Input) Output {
 	st.Peak = &p
 	cpu, mem := cpuDim(in), memDim(in)
 	c, m := cpu.held(), mem.held()
-	cwhy := "cpu: no samples, hold " + cpu.format(c)
 	if p.CPUSeen {
 		c = cpu.fit(p.Load / cfg.CPUTargetLoad * 1000)
-		cwhy = "cpu: peak load1 " + fixed(p.Load, 2) + "/" + fixed(cfg.CPUTargetLoad, 2) + " -> " + cpu.format(c) + " vCPU"
 	}
-	mwhy := "mem: no samples, hold " + mem.format(m)
 	if p.MemSeen {
-		need := (float64(p.Used) + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage
-		m = mem.fit(need)
-		mwhy = "mem: peak used " + formatBytes(float64(p.Used)) + "+" + formatBytes(float64(cfg.MemoryHeadroom)) + "/" + fixed(cfg.MemoryTargetUsage, 2) + " -> " + mem.format(m)
+		m = mem.fit((float64(p.Used) + float64(cfg.MemoryHeadroom)) / cfg.MemoryTargetUsage)
 	}
-	return Output{Goal: sizeOf(c, m), Reason: "peak: " + cwhy + "; " + mwhy, State: st}
+	reason := say(in.Brief, func() string {
+		cwhy := "cpu: no samples, hold " + cpu.format(c)
+		if p.CPUSeen {
+			cwhy = "cpu: peak load1 " + fixed(p.Load, 2) + "/" + fixed(cfg.CPUTargetLoad, 2) + " -> " + cpu.format(c) + " vCPU"
+		}
+		mwhy := "mem: no samples, hold " + mem.format(m)
+		if p.MemSeen {
+			mwhy = "mem: peak used " + formatBytes(float64(p.Used)) + "+" + formatBytes(float64(cfg.MemoryHeadroom)) + "/" + fixed(cfg.MemoryTargetUsage, 2) + " -> " + mem.format(m)
+		}
+		return "peak: " + cwhy + "; " + mwhy
+	})
+	return Output{Goal: sizeOf(c, m), Reason: reason, State: st}
 }

@@ -83,7 +83,7 @@ func decidePercentile(cfg Config, in Input) Output {
 	mem := st.Usage.memory(cfg)
 	c, cwhy := cpuDim(in).recommend(cfg, &st.Usage.CPU, cpuBuckets)
 	m, mwhy := memDim(in).recommend(cfg, &mem, memBuckets)
-	return Output{Goal: sizeOf(c, m), Reason: "percentile: " + cwhy + "; " + mwhy, State: st}
+	return Output{Goal: sizeOf(c, m), Reason: say(in.Brief, func() string { return "percentile: " + cwhy + "; " + mwhy }), State: st}
 }
 
 // recommend is the VPA rule for one dimension.
@@ -94,13 +94,20 @@ func (d dim) recommend(cfg Config, h *histogram, b bucketing) (float64, string) 
 		return d.fit(v * (1 + cfg.PercentileMargin))
 	}
 	if _, ok := h.percentile(b, cfg.PercentileTarget); !ok {
-		return held, d.name + ": no samples, hold " + d.format(held)
+		return held, say(d.brief, func() string { return d.name + ": no samples, hold " + d.format(held) })
 	}
 	lower, target, upper := at(vpaLowerPercentile), at(cfg.PercentileTarget), at(max(vpaUpperPercentile, cfg.PercentileTarget))
-	why := d.name + ": p" + general(100*cfg.PercentileTarget, -1) + " " + d.format(target/(1+cfg.PercentileMargin)) +
-		" +" + general(100*cfg.PercentileMargin, -1) + "% -> " + d.format(target) + ", keep in [" + d.format(lower) + ", " + d.format(upper) + "]"
-	if held < lower || held > upper {
-		return target, why + ", " + d.format(held) + " out of range"
+	out := held < lower || held > upper
+	why := say(d.brief, func() string {
+		why := d.name + ": p" + general(100*cfg.PercentileTarget, -1) + " " + d.format(target/(1+cfg.PercentileMargin)) +
+			" +" + general(100*cfg.PercentileMargin, -1) + "% -> " + d.format(target) + ", keep in [" + d.format(lower) + ", " + d.format(upper) + "]"
+		if out {
+			return why + ", " + d.format(held) + " out of range"
+		}
+		return why + ", hold " + d.format(held)
+	})
+	if out {
+		return target, why
 	}
-	return held, why + ", hold " + d.format(held)
+	return held, why
 }

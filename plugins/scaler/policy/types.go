@@ -75,6 +75,9 @@ type Input struct {
 	// successful one; LastRefusal is when the latest happened.
 	Refusals    uint32
 	LastRefusal time.Time
+	// Brief asks for the goal without its reason (Output.Reason stays
+	// empty): a trace replay keeps no reasons.
+	Brief bool
 }
 
 // Output is one decision.

@@ -41,6 +41,9 @@ type PlacementClient interface {
 	// part (in units), or not at all, and what is granted is reserved.
 	Grow(ctx context.Context, in *GrowRequest, opts ...grpc.CallOption) (*GrowResponse, error)
 	Place(ctx context.Context, in *PlaceRequest, opts ...grpc.CallOption) (*PlaceResponse, error)
+	// PlanMigrations proposes moves off the nodes whose reservations exceed
+	// their watermark. It depends only on placement's state, and the host
+	// asks only while some node is above its watermark.
 	PlanMigrations(ctx context.Context, in *PlanMigrationsRequest, opts ...grpc.CallOption) (*PlanMigrationsResponse, error)
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error)
 }
@@ -127,6 +130,9 @@ type PlacementServer interface {
 	// part (in units), or not at all, and what is granted is reserved.
 	Grow(context.Context, *GrowRequest) (*GrowResponse, error)
 	Place(context.Context, *PlaceRequest) (*PlaceResponse, error)
+	// PlanMigrations proposes moves off the nodes whose reservations exceed
+	// their watermark. It depends only on placement's state, and the host
+	// asks only while some node is above its watermark.
 	PlanMigrations(context.Context, *PlanMigrationsRequest) (*PlanMigrationsResponse, error)
 	Snapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error)
 	mustEmbedUnimplementedPlacementServer()

@@ -137,8 +137,11 @@ type DecideRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The decision time (the host's injected clock), so decisions are
 	// deterministic and replayable.
-	NowUnixNano   int64          `protobuf:"varint,1,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
-	Vms           []*ScalerInput `protobuf:"bytes,2,rep,name=vms,proto3" json:"vms,omitempty"`
+	NowUnixNano int64          `protobuf:"varint,1,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
+	Vms         []*ScalerInput `protobuf:"bytes,2,rep,name=vms,proto3" json:"vms,omitempty"`
+	// The caller keeps no reasons (a trace replay): the scaler may leave
+	// ScalerDecision.reason empty, and the decisions must not change.
+	Brief         bool `protobuf:"varint,3,opt,name=brief,proto3" json:"brief,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -185,6 +188,13 @@ func (x *DecideRequest) GetVms() []*ScalerInput {
 		return x.Vms
 	}
 	return nil
+}
+
+func (x *DecideRequest) GetBrief() bool {
+	if x != nil {
+		return x.Brief
+	}
+	return false
 }
 
 type ScalerDecision struct {
@@ -323,10 +333,11 @@ const file_vertigo_v1_scaler_proto_rawDesc = "" +
 	"\x06events\x18\x06 \x03(\v2\x16.vertigo.v1.GuestEventR\x06events\x12\x14\n" +
 	"\x05state\x18\a \x01(\fR\x05state\x12-\n" +
 	"\x12downscale_refusals\x18\b \x01(\rR\x11downscaleRefusals\x123\n" +
-	"\x16last_refusal_unix_nano\x18\t \x01(\x03R\x13lastRefusalUnixNano\"^\n" +
+	"\x16last_refusal_unix_nano\x18\t \x01(\x03R\x13lastRefusalUnixNano\"t\n" +
 	"\rDecideRequest\x12\"\n" +
 	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12)\n" +
-	"\x03vms\x18\x02 \x03(\v2\x17.vertigo.v1.ScalerInputR\x03vms\"\x9d\x01\n" +
+	"\x03vms\x18\x02 \x03(\v2\x17.vertigo.v1.ScalerInputR\x03vms\x12\x14\n" +
+	"\x05brief\x18\x03 \x01(\bR\x05brief\"\x9d\x01\n" +
 	"\x0eScalerDecision\x12\x0e\n" +
 	"\x02vm\x18\x01 \x01(\tR\x02vm\x12$\n" +
 	"\x04goal\x18\x02 \x01(\v2\x10.vertigo.v1.SizeR\x04goal\x12\x16\n" +

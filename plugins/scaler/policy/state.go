@@ -195,27 +195,20 @@ func (r *reader) byte() byte {
 	return c
 }
 
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errTruncated
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return next(r, binary.Uvarint) }
 
-func (r *reader) varint() int64 {
+func (r *reader) varint() int64 { return next(r, binary.Varint) }
+
+// next consumes one number that decode reads off the front of r.b.
+func next[T any](r *reader, decode func([]byte) (T, int)) T {
+	var zero T
 	if r.err != nil {
-		return 0
+		return zero
 	}
-	v, n := binary.Varint(r.b)
+	v, n := decode(r.b)
 	if n <= 0 {
 		r.err = errTruncated
-		return 0
+		return zero
 	}
 	r.b = r.b[n:]
 	return v

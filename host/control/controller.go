@@ -412,10 +412,9 @@ func (c *Controller) checkGrant(log hclog.Logger, vm model.VM, want model.Size, 
 
 // plan asks placement which VMs should move off nodes above their
 // watermark, and carries the plan out when a Migrator is configured. With
-// no node above its watermark there is nothing to move, and no call: the
-// store holds every reservation placement does (placement is replayed from
-// it), and a trace replay, one tick per step, spent a tenth of its CPU on
-// plans that could only be empty.
+// no node above its watermark there is nothing to move, and no round trip:
+// the store holds every reservation placement does (placement is replayed
+// from it), and a trace replay ticks millions of times.
 func (c *Controller) plan(ctx context.Context) error {
 	above, err := c.anyAboveWatermark(ctx)
 	if err != nil {

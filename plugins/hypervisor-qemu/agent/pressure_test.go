@@ -41,15 +41,7 @@ func TestCPUStallDetector(t *testing.T) {
 	require.False(t, d.observe(at(500), 4000+50_000, 0), "a blip is not pressure")
 	// Load step: 90 ms of every 100 ms stalled.
 	total := uint64(54000)
-	fired := -1
-	for i := 6; i <= 12; i++ {
-		total += 90_000
-		if d.observe(at(i*100), total, 0) {
-			fired = i
-			break
-		}
-	}
-	require.Equal(t, 6, fired, "the event fires at the first sample after the step")
+	require.Equal(t, 6, firstEvent(d, at, &total, 6, 12, 0), "the event fires at the first sample after the step")
 	// At most once a second while the stall goes on.
 	for i := 7; i < 16; i++ {
 		total += 90_000
@@ -70,15 +62,19 @@ func TestCPUStallDetectorIgnoresTheStallOfAnOffline(t *testing.T) {
 		require.False(t, d.observe(at(i*100), total, 0))
 	}
 	// A CPU went offline at 400 ms; every task waits for a while.
-	fired := -1
-	for i := 4; i <= 40; i++ {
-		total += 90_000
-		if d.observe(at(i*100), total, 1) {
-			fired = i
-			break
+	require.Equal(t, 34, firstEvent(d, at, &total, 4, 40, 1), "quiet for the 3 s after the offline, then a stall that lasts is load again")
+}
+
+// firstEvent feeds d a stall of 90 ms per 100 ms sample from sample from to
+// sample to, and returns the sample that fired an event, or -1.
+func firstEvent(d *cpuStallDetector, at func(ms int) time.Time, total *uint64, from, to int, offlines uint64) int {
+	for i := from; i <= to; i++ {
+		*total += 90_000
+		if d.observe(at(i*100), *total, offlines) {
+			return i
 		}
 	}
-	require.Equal(t, 34, fired, "quiet for the 3 s after the offline, then a stall that lasts is load again")
+	return -1
 }
 
 func TestParsePressureSomeTotal(t *testing.T) {

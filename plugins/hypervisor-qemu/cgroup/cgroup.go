@@ -145,13 +145,13 @@ func (c *CPU) setQuota(name string, vcpuMilli int64) error {
 			return err
 		}
 	}
-	return write(dir, c.weightFile(), strconv.FormatInt(c.Weight(vcpuMilli), 10))
+	return write(dir, c.weightFile(), strconv.FormatInt(c.weight(vcpuMilli), 10))
 }
 
-// Weight is the group weight of vcpuMilli thousandths of a CPU: a busy
+// weight is the group weight of vcpuMilli thousandths of a CPU: a busy
 // thread's (v2 cpu.weight 100, v1 cpu.shares 1024) per vCPU, within the
 // kernel's range.
-func (c *CPU) Weight(vcpuMilli int64) int64 {
+func (c *CPU) weight(vcpuMilli int64) int64 {
 	one, lo, hi := c.weights()
 	return min(max(vcpuMilli*one/1000, lo), hi)
 }

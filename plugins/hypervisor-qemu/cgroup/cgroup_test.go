@@ -146,5 +146,5 @@ func TestLimitsARealProcess(t *testing.T) {
 	} else {
 		require.Equal(t, "25000", read(t, filepath.Join(c.Dir(t.Name()), "cpu.cfs_quota_us")))
 	}
-	require.Equal(t, strconv.FormatInt(c.Weight(250), 10), read(t, filepath.Join(c.Dir(t.Name()), c.weightFile())), "the kernel took the weight")
+	require.Equal(t, strconv.FormatInt(c.weight(250), 10), read(t, filepath.Join(c.Dir(t.Name()), c.weightFile())), "the kernel took the weight")
 }

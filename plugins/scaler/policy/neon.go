@@ -70,7 +70,6 @@ func decideNeon(cfg Config, in Input) Output {
 		consider(floor, func() string {
 			return "downscale limited to " + itoa(neonMaxDownscaleCU) + " CU below " + fixed(current, 3)
 		})
-		goal = floor
 	}
 	rounded := math.Ceil(goal/neonCUStep-1e-9) * neonCUStep
 	vcpu, memory := cpu.fit(rounded*cuVCPU), mem.fit(rounded*cuMem)

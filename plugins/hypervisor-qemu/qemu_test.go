@@ -6,16 +6,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/agentconn"
+	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/fleet"
 	"github.com/vertigo-autoscaler/vertigo/sdk"
 	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
+	"github.com/vertigo-autoscaler/vertigo/sdk/sdktest"
 )
 
 // TestVMLifecycle drives one real VM (QEMU under TCG, the guest image, its
@@ -315,6 +320,56 @@ func TestAKilledQEMUFailsTheVM(t *testing.T) {
 	_, err = c.Hypervisor.StopVM(within(t, time.Minute), &pb.StopVMRequest{Name: "crash"})
 	require.NoError(t, err)
 }
+
+// TestASilentAgentIsConnectedAgain: when the agent's channel falls silent
+// (here QEMU is stopped longer than agentconn.Silence), the plugin drops
+// its socket and connects anew, and once QEMU runs again the guest's
+// reports come through the new connection.
+func TestASilentAgentIsConnectedAgain(t *testing.T) {
+	reconnected := make(chan struct{}, 1)
+	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: pluginName, Output: io.Discard})
+	log.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Warn, Output: sinkFunc(func(line []byte) {
+		if strings.Contains(string(line), "silent; connecting again") {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}
+	})}))
+	p := newPlugin()
+	p.log, p.hub = log, fleet.NewHub(log)
+	c := sdktest.Connect(t, p)
+	require.NoError(t, c.Configure(context.Background(), configJSON(t, runDir(t)), sdk.APIVersions[0]))
+	r := follow(t, c, "quiet")
+	resp, err := c.Hypervisor.StartVM(within(t, 2*time.Minute), &pb.StartVMRequest{Spec: testSpec("quiet")})
+	require.NoError(t, err)
+	before := r.waitSample(t, 30*time.Second, "a sample", func(sample) bool { return true })
+
+	pid := handleOf(t, resp.GetStatus()).PID
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	select {
+	case <-reconnected:
+	case <-time.After(agentconn.Silence + 30*time.Second):
+		t.Fatalf("no new connection within %v of the agent's silence", agentconn.Silence+30*time.Second)
+	}
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	stopped = false
+	after := r.waitSample(t, 30*time.Second, "a sample from after the stop", func(s sample) bool { return s.uptime > before.uptime })
+	t.Logf("reports resumed on the new connection: guest uptime %v -> %v", before.uptime, after.uptime)
+	_, err = c.Hypervisor.StopVM(within(t, time.Minute), &pb.StopVMRequest{Name: "quiet"})
+	require.NoError(t, err)
+}
+
+// sinkFunc is an io.Writer that hands each log line to a function.
+type sinkFunc func([]byte)
+
+func (f sinkFunc) Write(b []byte) (int, error) { f(b); return len(b), nil }
 
 func TestRequestsAreCheckedBeforeAnythingRuns(t *testing.T) {
 	run := runDir(t)

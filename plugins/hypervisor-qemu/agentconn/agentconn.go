@@ -2,7 +2,8 @@
 // QEMU's unix socket behind the virtio-serial port. Requests are matched to
 // replies by id, each with its own deadline; everything else the agent says
 // (hello, metrics, events) goes to one handler and updates the guest state
-// that resizes wait on.
+// that resizes wait on. A channel that falls silent is made anew: see
+// Silence.
 package agentconn
 
 import (
@@ -22,11 +23,28 @@ import (
 // ErrClosed is returned once the connection is gone.
 var ErrClosed = errors.New("agent connection closed")
 
+// ErrReset is returned to a request whose connection was made anew before
+// its reply came.
+var ErrReset = errors.New("agent connection reset before the reply")
+
+// Silence is how long an agent that has spoken may say nothing before the
+// plugin drops the socket and connects again. The agent reports every
+// second, so silence means the channel, not the guest, is stuck (a lost
+// wake-up across a migration, a host end the guest believes closed). QEMU
+// tells the guest its host left and came back; that wakes the agent, which
+// greets the new connection. Before the agent's first word nothing is
+// armed: a guest boots, or a migration's destination waits, in silence.
+const Silence = 10 * time.Second
+
+// redialFor bounds reconnecting after a silence: QEMU listens on the socket
+// for as long as it runs, so a socket that refuses this long is gone.
+const redialFor = 5 * time.Second
+
 // State is what the agent last said about the guest. A zero field has not
 // been reported yet.
 type State struct {
-	// Hellos counts the agent's greetings on this connection: an agent
-	// greets every new connection and greets again when it restarts.
+	// Hellos counts the agent's greetings since Dial: an agent greets
+	// every new connection and greets again when it restarts.
 	Hellos      int
 	OnlineCPUs  int
 	MemoryTotal uint64
@@ -36,14 +54,18 @@ type State struct {
 
 // Conn is safe for concurrent use.
 type Conn struct {
-	conn    net.Conn
-	w       *agentproto.Writer
+	path    string
+	silence time.Duration
 	log     hclog.Logger
 	handler func(*agentproto.Message)
 	done    chan struct{}
 	wmu     sync.Mutex // one write, with its deadline, at a time
 
 	mu      sync.Mutex
+	conn    net.Conn
+	w       *agentproto.Writer
+	reset   chan struct{} // closed when conn is dropped for a new one
+	heard   bool          // the agent has said something since Dial
 	nextID  uint64
 	pending map[uint64]chan *agentproto.Message
 	state   State
@@ -53,13 +75,34 @@ type Conn struct {
 
 // Dial connects to the agent socket at path, retrying until ctx ends.
 // handler gets every hello, metrics and event message, in order, on the
-// connection's reader goroutine: it must not block.
-func Dial(ctx context.Context, path string, handler func(*agentproto.Message), log hclog.Logger) (*Conn, error) {
+// connection's reader goroutine: it must not block. The connection is made
+// anew after silence (Silence, unless a test needs less); it ends when
+// QEMU closes the socket or Close is called.
+func Dial(ctx context.Context, path string, silence time.Duration, handler func(*agentproto.Message), log hclog.Logger) (*Conn, error) {
+	conn, err := dial(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{
+		path:    path,
+		silence: silence,
+		log:     log,
+		handler: handler,
+		done:    make(chan struct{}),
+		pending: map[uint64]chan *agentproto.Message{},
+		changed: make(chan struct{}),
+	}
+	c.use(conn)
+	go c.run(conn)
+	return c, nil
+}
+
+func dial(ctx context.Context, path string) (net.Conn, error) {
 	var d net.Dialer
 	for {
 		conn, err := d.DialContext(ctx, "unix", path)
 		if err == nil {
-			return newConn(conn, handler, log), nil
+			return conn, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -69,35 +112,69 @@ func Dial(ctx context.Context, path string, handler func(*agentproto.Message), l
 	}
 }
 
-func newConn(conn net.Conn, handler func(*agentproto.Message), log hclog.Logger) *Conn {
-	c := &Conn{
-		conn:    conn,
-		w:       agentproto.NewWriter(conn),
-		log:     log,
-		handler: handler,
-		done:    make(chan struct{}),
-		pending: map[uint64]chan *agentproto.Message{},
-		changed: make(chan struct{}),
+// use makes conn the connection requests go to, unless Close came first.
+func (c *Conn) use(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		_ = conn.Close()
+		return false
 	}
-	go c.read()
-	return c
+	c.conn, c.w, c.reset = conn, agentproto.NewWriter(conn), make(chan struct{})
+	return true
 }
 
-func (c *Conn) read() {
+// run reads connection after connection until one ends for good.
+func (c *Conn) run(conn net.Conn) {
 	defer c.Close()
-	r := agentproto.NewReader(c.conn)
 	for {
+		if !c.read(conn) {
+			return
+		}
+		c.log.Warn("the guest agent has been silent; connecting again", "silent_for", c.silence)
+		c.mu.Lock()
+		close(c.reset) // its requests' replies would come to a closed socket
+		c.mu.Unlock()
+		_ = conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), redialFor)
+		next, err := dial(ctx, c.path)
+		cancel()
+		if err != nil {
+			c.log.Warn("the guest agent's socket is gone", "error", err)
+			return
+		}
+		if !c.use(next) {
+			return
+		}
+		conn = next
+	}
+}
+
+// read handles conn's messages until it fails, and says whether it failed
+// by the agent's silence.
+func (c *Conn) read(conn net.Conn) (silent bool) {
+	r := agentproto.NewReader(conn)
+	for {
+		c.mu.Lock()
+		armed := c.heard
+		c.mu.Unlock()
+		if armed {
+			_ = conn.SetReadDeadline(time.Now().Add(c.silence))
+		}
 		m, err := r.Read()
 		var bad *agentproto.MalformedError
+		var nerr net.Error
 		switch {
 		case errors.As(err, &bad):
 			c.log.Warn("skipping a malformed agent message", "error", err)
 			continue
+		case errors.As(err, &nerr) && nerr.Timeout():
+			return true
 		case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-			return
+			return false
 		case err != nil:
 			c.log.Warn("reading from the guest agent", "error", err)
-			return
+			return false
 		}
 		c.observe(m)
 		if m.Type == agentproto.TypeReply {
@@ -116,6 +193,7 @@ func (c *Conn) read() {
 func (c *Conn) observe(m *agentproto.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.heard = true
 	s := c.state
 	if m.Type == agentproto.TypeHello {
 		s.Hellos++
@@ -161,6 +239,7 @@ func (c *Conn) Request(ctx context.Context, req agentproto.Message) (*agentproto
 	c.nextID++
 	req.ID = c.nextID
 	c.pending[req.ID] = ch
+	conn, w, reset := c.conn, c.w, c.reset
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -170,7 +249,7 @@ func (c *Conn) Request(ctx context.Context, req agentproto.Message) (*agentproto
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	if err := c.write(ctx, &req); err != nil {
+	if err := c.write(ctx, conn, w, &req); err != nil {
 		return nil, err
 	}
 	select {
@@ -180,19 +259,21 @@ func (c *Conn) Request(ctx context.Context, req agentproto.Message) (*agentproto
 		return nil, fmt.Errorf("agent %s request %d: no reply: %w", req.Op, req.ID, ctx.Err())
 	case <-c.done:
 		return nil, fmt.Errorf("agent %s request %d: %w", req.Op, req.ID, ErrClosed)
+	case <-reset:
+		return nil, fmt.Errorf("agent %s request %d: %w", req.Op, req.ID, ErrReset)
 	}
 }
 
 // write sends one message within ctx: a guest that stopped reading fills
 // the socket, and a write must not block past its caller's deadline.
-func (c *Conn) write(ctx context.Context, m *agentproto.Message) error {
+func (c *Conn) write(ctx context.Context, conn net.Conn, w *agentproto.Writer, m *agentproto.Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if deadline, ok := ctx.Deadline(); ok {
-		_ = c.conn.SetWriteDeadline(deadline)
-		defer func() { _ = c.conn.SetWriteDeadline(time.Time{}) }()
+		_ = conn.SetWriteDeadline(deadline)
+		defer func() { _ = conn.SetWriteDeadline(time.Time{}) }()
 	}
-	if err := c.w.Write(m); err != nil {
+	if err := w.Write(m); err != nil {
 		return fmt.Errorf("sending %s to the guest agent: %w", m.Op, err)
 	}
 	return nil
@@ -228,7 +309,7 @@ func (c *Conn) Wait(ctx context.Context, cond func(State) bool) (State, error) {
 // Done is closed when the connection is gone.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Close drops the connection; the agent waits for the next one.
+// Close drops the connection for good; the agent waits for the next one.
 func (c *Conn) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -67,6 +67,14 @@ func (c *collector) types() []string {
 
 func connect(t *testing.T) (*Conn, *fakeAgent, *collector) {
 	t.Helper()
+	c, accepted, col := connectSilence(t, Silence)
+	return c, <-accepted, col
+}
+
+// connectSilence dials a socket that takes every connection, each handed
+// over as a fakeAgent.
+func connectSilence(t *testing.T, silence time.Duration) (*Conn, <-chan *fakeAgent, *collector) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "agent")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -74,20 +82,22 @@ func connect(t *testing.T) (*Conn, *fakeAgent, *collector) {
 	ln, err := net.Listen("unix", path)
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
-	accepted := make(chan net.Conn, 1)
+	accepted := make(chan *fakeAgent, 4)
 	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			accepted <- &fakeAgent{conn: c, r: agentproto.NewReader(c), w: agentproto.NewWriter(c)}
 		}
 	}()
 	col := &collector{}
-	c, err := Dial(ctxFor(t, 5*time.Second), path, col.handle, hclog.NewNullLogger())
+	c, err := Dial(ctxFor(t, 5*time.Second), path, silence, col.handle, hclog.NewNullLogger())
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	server := <-accepted
-	t.Cleanup(func() { server.Close() })
-	return c, &fakeAgent{conn: server, r: agentproto.NewReader(server), w: agentproto.NewWriter(server)}, col
+	return c, accepted, col
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -212,4 +222,71 @@ func TestRequestsAreValidatedBeforeSending(t *testing.T) {
 	c, _, _ := connect(t)
 	_, err := c.Request(ctxFor(t, time.Second), agentproto.Message{Op: "reboot"})
 	require.ErrorContains(t, err, `request.op: unknown "reboot"`)
+}
+
+// An agent that has spoken and then says nothing is connected to again: a
+// request in flight fails at once, the new connection's hello counts, and a
+// request on it is answered.
+func TestASilentAgentIsConnectedAgain(t *testing.T) {
+	const silence = 200 * time.Millisecond
+	c, accepted, col := connectSilence(t, silence)
+	first := <-accepted
+
+	// Before the agent's first word nothing is armed: a booting guest
+	// keeps its connection however long it takes.
+	select {
+	case <-accepted:
+		t.Fatal("connected again before the agent ever spoke")
+	case <-time.After(3 * silence):
+	}
+	first.send(t, &agentproto.Message{Type: agentproto.TypeHello, Version: 1, OnlineCPUs: 2, MemoryTotalBytes: 1 << 30})
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.Request(ctxFor(t, 10*time.Second), agentproto.Message{Op: agentproto.OpPing})
+		errs <- err
+	}()
+	first.request(t) // read, never answered: the agent is stuck
+
+	var second *fakeAgent
+	select {
+	case second = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the silent agent was never connected to again")
+	}
+	require.ErrorIs(t, <-errs, ErrReset, "the request in flight ends with the old connection")
+	second.send(t, &agentproto.Message{Type: agentproto.TypeHello, Version: 1, OnlineCPUs: 3, MemoryTotalBytes: 1 << 30})
+	s, err := c.Wait(ctxFor(t, 5*time.Second), func(s State) bool { return s.Hellos == 2 })
+	require.NoError(t, err)
+	require.Equal(t, 3, s.OnlineCPUs)
+	require.Equal(t, []string{"hello:", "hello:"}, col.types())
+
+	go func() {
+		if req, err := second.r.Read(); err == nil {
+			_ = second.w.Write(&agentproto.Message{Type: agentproto.TypeReply, ID: req.ID, OK: true})
+		}
+	}()
+	reply, err := c.Request(ctxFor(t, 5*time.Second), agentproto.Message{Op: agentproto.OpPing})
+	require.NoError(t, err)
+	require.True(t, reply.OK)
+	select {
+	case <-c.Done():
+		t.Fatal("a reconnection ended the connection")
+	default:
+	}
+}
+
+// A socket that is gone when the plugin comes to connect again ends the
+// connection, as QEMU's exit does.
+func TestASilentAgentWhoseSocketIsGoneEndsTheConnection(t *testing.T) {
+	c, accepted, _ := connectSilence(t, 100*time.Millisecond)
+	first := <-accepted
+	require.NoError(t, os.Remove(c.path))
+	first.send(t, metrics(1, 1<<30, time.Second))
+	select {
+	case <-c.Done():
+	case <-time.After(redialFor + 10*time.Second):
+		t.Fatal("the connection outlived its socket")
+	}
+	_, err := c.Wait(ctxFor(t, time.Second), func(s State) bool { return false })
+	require.ErrorIs(t, err, ErrClosed)
 }

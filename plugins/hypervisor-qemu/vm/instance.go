@@ -181,7 +181,7 @@ func (i *instance) connect(ctx context.Context, env *Env, startTime uint64) erro
 		return err
 	}
 	name := i.rec.Spec.Name
-	i.agent, err = agentconn.Dial(ctx, filepath.Join(i.dir, agentSocket), func(m *agentproto.Message) { env.Reporter.Agent(name, m) }, i.log.Named("agent"))
+	i.agent, err = agentconn.Dial(ctx, filepath.Join(i.dir, agentSocket), agentconn.Silence, func(m *agentproto.Message) { env.Reporter.Agent(name, m) }, i.log.Named("agent"))
 	return err
 }
 

@@ -281,6 +281,13 @@ func TestFleetScalesMigratesAndSurvivesHostKill(t *testing.T) {
 		return err == nil
 	}, 30*time.Second, 100*time.Millisecond, "the guest's echo service never answered from %s: %v", client, err)
 	stream := echoprobe.NewStream(conn, 128, 50*time.Millisecond)
+	t.Cleanup(func() {
+		// Whether the guest still echoed tells a stuck guest from a stuck
+		// channel to its agent.
+		if r := stream.Snapshot(); t.Failed() {
+			t.Logf("the echo stream when the test failed: sent %d, received %d, error %v, longest stall %s", r.Sent, r.Received, r.Err, r.LongestStall)
+		}
+	})
 	streamOK := func(when string) {
 		t.Helper()
 		r := stream.Snapshot()
@@ -391,10 +398,20 @@ func alive(pid int) bool {
 }
 
 // killQEMUs ends every QEMU the test's hypervisor started: VMs outlive
-// hosts by design, so a test must end them itself.
+// hosts by design, so a test must end them itself. A failed test first
+// shows each guest's console, which the temporary directory takes with it:
+// the agent logs there what it saw of its host.
 func killQEMUs(t *testing.T, runDir string) {
 	for _, pid := range qemusOf(runDir) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if !t.Failed() {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(runDir, "*", "serial.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		t.Logf("%s:\n%s", l, tail(string(b), 40))
 	}
 }
 

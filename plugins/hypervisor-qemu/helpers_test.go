@@ -117,10 +117,14 @@ func diskImages(t *testing.T) string {
 	return filepath.Dir(dir)
 }
 
-// inProcess serves a new plugin in the test's process.
-func inProcess(t *testing.T, config []byte) (*plugin, *sdk.Client) {
+// inProcess serves a new plugin in the test's process; setup runs before
+// it is configured.
+func inProcess(t *testing.T, config []byte, setup ...func(*plugin)) (*plugin, *sdk.Client) {
 	t.Helper()
 	p := newPlugin()
+	for _, f := range setup {
+		f(p)
+	}
 	c := sdktest.Connect(t, p)
 	require.NoError(t, c.Configure(context.Background(), config, sdk.APIVersions[0]))
 	return p, c

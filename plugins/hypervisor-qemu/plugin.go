@@ -13,6 +13,7 @@ import (
 
 	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/cgroup"
 	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/fleet"
+	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/qmp"
 	"github.com/vertigo-autoscaler/vertigo/plugins/hypervisor-qemu/vm"
 	"github.com/vertigo-autoscaler/vertigo/sdk"
 	pb "github.com/vertigo-autoscaler/vertigo/sdk/proto/vertigov1"
@@ -47,6 +48,8 @@ type plugin struct {
 
 	cgroupOnce sync.Once
 	cpu        *cgroup.CPU
+	// beforeResume is vm.Env's hook, for tests.
+	beforeResume func(ctx context.Context, src, dst *qmp.Monitor) error
 
 	mu    sync.RWMutex
 	cfg   config
@@ -105,6 +108,7 @@ func (p *plugin) SetConfig(ctx context.Context, configJSON []byte, _ uint32) err
 		CPU:           p.cpu,
 		Reporter:      p.hub,
 		Log:           p.log,
+		BeforeResume:  p.beforeResume,
 	}
 	p.cfg, p.fleet = cfg, fleet.New(env, nodes)
 	// Re-attaching must not be cut short by the caller's deadline: a VM

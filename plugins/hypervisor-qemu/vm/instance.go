@@ -47,6 +47,10 @@ type Env struct {
 	CPU      *cgroup.CPU
 	Reporter Reporter
 	Log      hclog.Logger
+	// BeforeResume, if set, runs when a migration's destination holds the
+	// guest and before it runs it, the source paused: a test compares the
+	// two QEMUs' memory there.
+	BeforeResume func(ctx context.Context, src, dst *qmp.Monitor) error
 }
 
 // attachTimeout bounds reconnecting to a QEMU that already runs.

@@ -164,7 +164,10 @@ func (m Machine) Args(dir string, incoming bool) []string {
 		)
 	}
 	if incoming {
-		args = append(args, "-incoming", "defer")
+		// -S: the destination holds the guest paused until the plugin
+		// says cont, as libvirt does. A source paused for the copy (see
+		// pausesForCopy) leaves it paused whatever -S says.
+		args = append(args, "-incoming", "defer", "-S")
 	}
 	return args
 }

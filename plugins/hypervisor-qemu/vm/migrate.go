@@ -157,7 +157,21 @@ type migration struct {
 	tap      *os.File
 	started  time.Time
 	progress func(Progress)
+	// stopped is when the source paused (its STOP event), zero until then;
+	// downtime runs from it to the destination's cont.
+	stopped  time.Time
+	downtime time.Duration
 }
+
+// pausesForCopy says whether the source must be paused for the whole copy
+// rather than only at the end. Under TCG, QEMU before 9.0 loses guest writes
+// in a live migration: clearing the dirty bitmap's aligned words does not
+// re-arm TCG's TLB, so a page written again after it was sent is not sent
+// again (upstream's "physmem: Fix migration dirty bitmap coherency with TCG
+// memory access"). Debian 12's QEMU 7.2 has the bug; the guest's kernel
+// then panics on corrupted memory. KVM tracks dirty pages itself, so under
+// KVM the migration stays live.
+func pausesForCopy(accel string) bool { return accel == "tcg" }
 
 func (m *migration) report(p Progress) {
 	p.Elapsed = time.Since(m.started)
@@ -172,7 +186,11 @@ func (m *migration) run(ctx context.Context) Progress {
 		err = m.takeOver(ctx)
 	}
 	if err == nil {
-		return Progress{Phase: Completed, Transferred: st.RAM.Transferred, Downtime: time.Duration(st.Downtime) * time.Millisecond, Message: "running on " + m.to.Node}
+		downtime := m.downtime
+		if downtime == 0 { // no STOP event seen: QEMU's own figure
+			downtime = time.Duration(st.Downtime) * time.Millisecond
+		}
+		return Progress{Phase: Completed, Transferred: st.RAM.Transferred, Downtime: downtime, Message: "running on " + m.to.Node}
 	}
 	m.rollBack(err)
 	phase := MigrationFailed
@@ -239,13 +257,30 @@ func (m *migration) transfer(ctx context.Context) (migrateStatus, error) {
 	if err := srcMon.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": capabilities}, nil); err != nil {
 		return st, err
 	}
-	events := srcMon.Subscribe("MIGRATION")
+	events := srcMon.Subscribe("MIGRATION", "STOP")
 	defer events.Close()
 	m.liftQuotas()
+	if pausesForCopy(m.src.rec.Machine.Accel) {
+		if err := srcMon.Execute(ctx, "stop", nil, nil); err != nil {
+			return st, fmt.Errorf("pausing the source for the copy: %w", err)
+		}
+	}
 	if err := srcMon.Execute(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
 		return st, err
 	}
-	return m.follow(ctx, srcMon, events)
+	st, err = m.follow(ctx, srcMon, events)
+	// The source's STOP comes before the reply that says completed.
+	for len(events.C()) > 0 {
+		m.observe(<-events.C())
+	}
+	return st, err
+}
+
+// observe notes when the source paused.
+func (m *migration) observe(ev qmp.Event) {
+	if ev.Name == "STOP" && m.stopped.IsZero() {
+		m.stopped = ev.Time
+	}
 }
 
 // follow polls the source until the migration ends, reporting progress. A
@@ -292,35 +327,53 @@ func (m *migration) follow(ctx context.Context, srcMon *qmp.Monitor, events *qmp
 			}
 		case <-dstExited:
 			return st, fmt.Errorf("the destination QEMU exited; %s", serialTail(m.dst.dir))
-		case <-events.C():
+		case ev := <-events.C():
+			m.observe(ev)
 		case <-tick.C:
 		}
 	}
 }
 
-// takeOver waits for the destination to run the guest, makes it the VM and
-// lets the source go. Until the destination is recorded as the VM, a crash
-// leaves the source in charge.
+// takeOver waits for the destination to hold the guest, runs it there,
+// makes it the VM and lets the source go. Until the destination is
+// recorded as the VM, a crash leaves the source in charge.
 func (m *migration) takeOver(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
+	ctx = context.WithoutCancel(ctx)
+	loaded, cancel := context.WithTimeout(ctx, resumeTimeout)
 	defer cancel()
-	tick := time.NewTicker(migrationPoll / 2)
+	// Polled often: the guest is paused until the cont below.
+	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
+	var st struct {
+		Status string `json:"status"`
+	}
 	for {
-		var st struct {
-			Status string `json:"status"`
-		}
-		if err := m.dst.qmp.Execute(ctx, "query-status", nil, &st); err != nil {
+		if err := m.dst.qmp.Execute(loaded, "query-status", nil, &st); err != nil {
 			return fmt.Errorf("the destination after the migration: %w; %s", err, serialTail(m.dst.dir))
 		}
-		if st.Status == "running" {
+		if st.Status != "inmigrate" {
 			break
 		}
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the destination is %q, not running, %v after the migration completed", st.Status, resumeTimeout)
+		case <-loaded.Done():
+			return fmt.Errorf("the destination is %q, not done loading, %v after the migration completed", st.Status, resumeTimeout)
 		case <-tick.C:
 		}
+	}
+	if hook := m.v.env.BeforeResume; hook != nil && st.Status != "running" {
+		if err := hook(ctx, m.src.qmp, m.dst.qmp); err != nil {
+			return err
+		}
+	}
+	ctx, cancelRest := context.WithTimeout(ctx, resumeTimeout)
+	defer cancelRest()
+	if st.Status != "running" {
+		if err := m.dst.qmp.Execute(ctx, "cont", nil, nil); err != nil {
+			return fmt.Errorf("running the guest on the destination (it was %q): %w; %s", st.Status, err, serialTail(m.dst.dir))
+		}
+	}
+	if !m.stopped.IsZero() {
+		m.downtime = time.Since(m.stopped)
 	}
 	m.dst.rec.Incoming = false
 	if err := m.dst.save(); err != nil {

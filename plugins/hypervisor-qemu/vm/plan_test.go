@@ -120,7 +120,7 @@ func TestArgsBuildTheAgreedCommandLine(t *testing.T) {
 	require.Equal(t, KernelArgs, args[slices.Index(args, "-append")+1])
 
 	incoming := m.Args("/run/pg-1@node-b", true)
-	require.Equal(t, []string{"-incoming", "defer"}, incoming[len(incoming)-2:])
+	require.Equal(t, []string{"-incoming", "defer", "-S"}, incoming[len(incoming)-3:], "a destination waits for the stream, then for cont")
 }
 
 func TestArgsLeaveOutWhatTheBoundsDoNotNeed(t *testing.T) {

@@ -928,11 +928,14 @@ type MigrationProgress struct {
 	TransferredBytes uint64                 `protobuf:"varint,2,opt,name=transferred_bytes,json=transferredBytes,proto3" json:"transferred_bytes,omitempty"`
 	RemainingBytes   uint64                 `protobuf:"varint,3,opt,name=remaining_bytes,json=remainingBytes,proto3" json:"remaining_bytes,omitempty"`
 	BytesPerSecond   uint64                 `protobuf:"varint,4,opt,name=bytes_per_second,json=bytesPerSecond,proto3" json:"bytes_per_second,omitempty"`
-	DowntimeNanos    int64                  `protobuf:"varint,5,opt,name=downtime_nanos,json=downtimeNanos,proto3" json:"downtime_nanos,omitempty"`
-	ElapsedNanos     int64                  `protobuf:"varint,6,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
-	Message          string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// While transferring, QEMU's expected downtime; once completed, how long
+	// the guest was paused: from the source's pause until the destination
+	// ran it.
+	DowntimeNanos int64  `protobuf:"varint,5,opt,name=downtime_nanos,json=downtimeNanos,proto3" json:"downtime_nanos,omitempty"`
+	ElapsedNanos  int64  `protobuf:"varint,6,opt,name=elapsed_nanos,json=elapsedNanos,proto3" json:"elapsed_nanos,omitempty"`
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MigrationProgress) Reset() {

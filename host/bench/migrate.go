@@ -75,7 +75,8 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 
 	fmt.Fprintf(stdout, "migrate: live migration of a guest with %s vCPU and %s, %.0f%% of it touched, between two nodes of this machine, "+
 		"through the host (vertigo vm migrate) and then raw QEMU with the plugin's command line; max-bandwidth %s/s, downtime-limit %v for both; "+
-		"total: from the request (raw: from starting the destination) until the source is gone, downtime: QEMU's\n",
+		"total: from the request (raw: from starting the destination) until the source is gone, downtime: from the source's pause until the destination runs "+
+		"(under TCG both pause the source for the whole copy: QEMU 7.2 loses writes in a live TCG migration)\n",
 		vcpus(vm.bounds.Min.VCPUMilli), model.FormatBytes(mem), touchFraction*100, model.FormatBytes(migrationBandwidth), migrationDowntime)
 	through, g, touch, err := migrateThroughHost(ctx, s, dir, vm, *runs, stdout, stderr)
 	if err != nil {

@@ -29,11 +29,11 @@ var ErrReset = errors.New("agent connection reset before the reply")
 
 // Silence is how long an agent that has spoken may say nothing before the
 // plugin drops the socket and connects again. The agent reports every
-// second, so silence means the channel, not the guest, is stuck (a lost
-// wake-up across a migration, a host end the guest believes closed). QEMU
-// tells the guest its host left and came back; that wakes the agent, which
-// greets the new connection. Before the agent's first word nothing is
-// armed: a guest boots, or a migration's destination waits, in silence.
+// second, so silence means the guest or the channel is stuck. A new
+// connection heals the channel (a lost wake-up in the guest's port, a host
+// end the guest believes closed): QEMU tells the guest its host left and
+// came back, which wakes the agent. Before the agent's first word nothing
+// is armed: a guest boots, or a migration's destination waits, in silence.
 const Silence = 10 * time.Second
 
 // redialFor bounds reconnecting after a silence: QEMU listens on the socket

@@ -33,6 +33,11 @@ type plugin struct {
 	mu     sync.RWMutex
 	fleet  *fleet.Fleet
 	policy fleet.Policy
+
+	// stuck is each node's last logged shortfall: a plan comes every few
+	// seconds, and a node that stays stuck is said once, not every time.
+	stuckMu sync.Mutex
+	stuck   map[string]string
 }
 
 func newPlugin(log hclog.Logger) *plugin {
@@ -40,7 +45,7 @@ func newPlugin(log hclog.Logger) *plugin {
 	if err != nil {
 		panic("placement config defaults are invalid: " + err.Error())
 	}
-	return &plugin{log: log, fleet: fleet.New(), policy: policy}
+	return &plugin{log: log, fleet: fleet.New(), policy: policy, stuck: map[string]string{}}
 }
 
 func (p *plugin) Info() sdk.Info {
@@ -148,10 +153,28 @@ func (p *plugin) PlanMigrations(context.Context, *pb.PlanMigrationsRequest) (*pb
 	p.mu.RLock()
 	plan := p.fleet.PlanMigrations(p.policy)
 	p.mu.RUnlock()
-	for _, s := range plan.Shortfalls {
-		p.log.Warn("node stays above its watermark after the planned migrations", "node", s.Node, "reason", s.Reason)
-	}
+	p.logShortfalls(plan.Shortfalls)
 	return &pb.PlanMigrationsResponse{Migrations: migrationsProto(plan.Migrations)}, nil
+}
+
+// logShortfalls says when a node becomes stuck above its watermark, when
+// the reason changes, and when it is no longer stuck.
+func (p *plugin) logShortfalls(shortfalls []fleet.Shortfall) {
+	p.stuckMu.Lock()
+	defer p.stuckMu.Unlock()
+	now := map[string]string{}
+	for _, s := range shortfalls {
+		now[s.Node] = s.Reason
+		if p.stuck[s.Node] != s.Reason {
+			p.log.Warn("node stays above its watermark after the planned migrations", "node", s.Node, "reason", s.Reason)
+		}
+	}
+	for node := range p.stuck {
+		if _, ok := now[node]; !ok {
+			p.log.Info("node no longer stuck above its watermark", "node", node)
+		}
+	}
+	p.stuck = now
 }
 
 func (p *plugin) Snapshot(context.Context, *pb.SnapshotRequest) (*pb.SnapshotResponse, error) {

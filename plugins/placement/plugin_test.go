@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -263,6 +264,19 @@ func TestPlanMigrationsThroughGRPC(t *testing.T) {
 	require.Equal(t, "node stays above its watermark after the planned migrations", line["@message"])
 	require.Equal(t, "hot", line["node"])
 	require.Contains(t, line["reason"], "the limit of migrations per node (1) is reached")
+
+	// A node that stays stuck is said once; its way out is said too.
+	_, err = c.Placement.PlanMigrations(ctx, &pb.PlanMigrationsRequest{})
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(logs.String(), "\n"), logs.String())
+	require.Empty(t, apply(t, c.Placement, vmUpsert("b", "hot", size(1, 1)), vmUpsert("c", "hot", size(1, 1))))
+	_, err = c.Placement.PlanMigrations(ctx, &pb.PlanMigrationsRequest{})
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 2, logs.String())
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &line))
+	require.Equal(t, "node no longer stuck above its watermark", line["@message"])
+	require.Equal(t, "hot", line["node"])
 }
 
 // TestConcurrentCallsKeepTheInvariants runs every RPC from several

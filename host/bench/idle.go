@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vertigo-autoscaler/vertigo/host/api"
+	"github.com/vertigo-autoscaler/vertigo/host/internal/procfs"
 	"github.com/vertigo-autoscaler/vertigo/host/model"
 )
 
@@ -71,7 +72,7 @@ func idle(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hz := clockTicks()
+	hz := procfs.ClockTicks()
 
 	fmt.Fprintf(stdout, "idle: %s run, loop every %v, settle %v, window %v, %g clock ticks/s\n",
 		filepath.Join(*bin, hostBinary), loopInterval, settle, *window, hz)

@@ -1,14 +1,14 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vertigo-autoscaler/vertigo/host/internal/procfs"
 )
 
 // procSample is one process's footprint at one instant.
@@ -55,7 +55,7 @@ func sampleProc(procRoot string, pid int) (procSample, error) {
 	if err != nil {
 		return procSample{}, fmt.Errorf("%s/status: %w", dir, err)
 	}
-	ticks, err := parseCPUTicks(string(stat))
+	ticks, err := procfs.CPUTicks(string(stat))
 	if err != nil {
 		return procSample{}, fmt.Errorf("%s/stat: %w", dir, err)
 	}
@@ -112,31 +112,6 @@ func parseStatus(status string) (name string, rss uint64, err error) {
 	return name, rss, nil
 }
 
-// parseCPUTicks returns utime+stime (fields 14 and 15) of /proc/PID/stat.
-// The command name (field 2) may hold spaces and parentheses, so fields are
-// counted from the last ')'.
-func parseCPUTicks(stat string) (uint64, error) {
-	end := strings.LastIndexByte(stat, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("no ')' closing the command name")
-	}
-	// After the name come state (field 3), ppid (4), ... utime (14), stime (15).
-	fields := strings.Fields(stat[end+1:])
-	const utime, stime = 14 - 3, 15 - 3
-	if len(fields) <= stime {
-		return 0, fmt.Errorf("%d fields after the command name, want more than %d", len(fields), stime)
-	}
-	var total uint64
-	for _, i := range []int{utime, stime} {
-		n, err := strconv.ParseUint(fields[i], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("field %d: %w", i+3, err)
-		}
-		total += n
-	}
-	return total, nil
-}
-
 // parsePIDs parses a space-separated list of process ids.
 func parsePIDs(s string) ([]int, error) {
 	var pids []int
@@ -148,18 +123,4 @@ func parsePIDs(s string) ([]int, error) {
 		pids = append(pids, pid)
 	}
 	return pids, nil
-}
-
-// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times.
-// Nearly every Linux has 100, which stands in when getconf is missing.
-func clockTicks() float64 {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err != nil {
-		return 100
-	}
-	hz, err := strconv.ParseFloat(string(bytes.TrimSpace(out)), 64)
-	if err != nil || hz <= 0 {
-		return 100
-	}
-	return hz
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vertigo-autoscaler/vertigo/host/api"
+	"github.com/vertigo-autoscaler/vertigo/host/internal/procfs"
 	"github.com/vertigo-autoscaler/vertigo/host/model"
 )
 
@@ -158,14 +158,11 @@ type cpuSample struct {
 // host's non-idle time over all CPUs.
 func sampleCPU(t *testing.T, qemu int) cpuSample {
 	t.Helper()
-	const hz = 100 // USER_HZ, fixed on Linux
+	hz := procfs.ClockTicks()
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", qemu))
 	require.NoError(t, err, "QEMU (pid %d) is gone", qemu)
-	// Fields after the command, which may hold spaces, closed by ')'.
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	utime, err1 := strconv.ParseFloat(fields[11], 64)
-	stime, err2 := strconv.ParseFloat(fields[12], 64)
-	require.NoError(t, errors.Join(err1, err2))
+	ticks, err := procfs.CPUTicks(string(stat))
+	require.NoError(t, err)
 	host, err := os.ReadFile("/proc/stat")
 	require.NoError(t, err)
 	var busy float64
@@ -177,7 +174,7 @@ func sampleCPU(t *testing.T, qemu int) cpuSample {
 			busy += v
 		}
 	}
-	return cpuSample{at: time.Now(), qemu: (utime + stime) / hz, busy: busy / hz}
+	return cpuSample{at: time.Now(), qemu: float64(ticks) / hz, busy: busy / hz}
 }
 
 // cpuUse is the cores QEMU and everything else used between two samples.

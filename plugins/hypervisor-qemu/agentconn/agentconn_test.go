@@ -128,7 +128,9 @@ func TestStateFollowsWhatTheAgentSays(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(248<<20), s.MemoryUsed)
 	require.Equal(t, c.State(), s)
-	require.Equal(t, []string{"hello:", "event:cpu_online", "metrics:"}, col.types())
+	// The handler hears of a message just after the state changes.
+	require.Eventually(t, func() bool { return slices.Equal([]string{"hello:", "event:cpu_online", "metrics:"}, col.types()) }, 5*time.Second, time.Millisecond,
+		"the handler got every message, in order: %v", col.types())
 
 	_, err = c.Wait(ctxFor(t, 50*time.Millisecond), func(s State) bool { return s.OnlineCPUs == 4 })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
